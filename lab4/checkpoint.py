@@ -1,0 +1,97 @@
+"""Checkpoints: primitive types and tensors only (`torch.load(weights_only=True)` reads them),
+a version key, written atomically (temp file + rename) so a crash never leaves half a file.
+
+Ours: {version, format, config, state_dict, optimizer, epoch, batch_in_epoch, epoch_sums,
+best_val_psnr, rng, and the template's keys lr, tfr, last_epoch}.
+The template's: {state_dict, optimizer, lr, tfr, last_epoch}; it loads for testing (and as
+weights to continue from) with the model size read off the weights' shapes.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from .config import CHECKPOINT_VERSION, TrainConfig
+from .errors import Lab4Error
+from .model import VideoCVAE
+
+
+def save_checkpoint(obj: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise Lab4Error(f"--ckpt_path {path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        raise Lab4Error(f"--ckpt_path {path}: not a readable checkpoint ({str(e).splitlines()[0][:160]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise Lab4Error(f"--ckpt_path {path}: expected a dict with a 'state_dict' (a lab4 or template checkpoint)")
+    if "version" in ckpt and ckpt["version"] > CHECKPOINT_VERSION:
+        raise Lab4Error(f"--ckpt_path {path}: checkpoint version {ckpt['version']} is newer than this lab4 ({CHECKPOINT_VERSION})")
+    return ckpt
+
+
+def is_template_checkpoint(ckpt: dict) -> bool:
+    return "version" not in ckpt
+
+
+def dims_from_state_dict(sd: dict) -> dict:
+    """Model size read off the weights (works for template checkpoints, which store no config)."""
+    try:
+        return dict(F_dim=sd["frame_transformation.6.weight"].shape[0],
+                    L_dim=sd["label_transformation.4.conv2.weight"].shape[0],
+                    N_dim=sd["Gaussian_Predictor.6.weight"].shape[0] // 2,
+                    D_out_dim=sd["Decoder_Fusion.5.weight"].shape[0])
+    except KeyError as e:
+        raise Lab4Error(f"checkpoint state_dict lacks {e} (expected the template's module names)") from None
+
+
+def config_of(ckpt: dict) -> TrainConfig:
+    """The config a checkpoint was trained with; for a template one, template settings and the
+    dims of its weights (unbounded output: the template had no sigmoid)."""
+    if not is_template_checkpoint(ckpt):
+        return TrainConfig.from_dict(ckpt["config"])
+    return TrainConfig(preset="template", sigmoid_output=False, kl_reach_stop=False,
+                       **dims_from_state_dict(ckpt["state_dict"]))
+
+
+def load_weights(model: VideoCVAE, ckpt: dict, path="checkpoint") -> None:
+    """strict=True; a size mismatch is reported as one line naming both sizes."""
+    want, have = {k: tuple(v.shape) for k, v in model.state_dict().items()}, ckpt["state_dict"]
+    mismatch = [k for k in want if k in have and tuple(have[k].shape) != want[k]]
+    if mismatch:
+        ck = dims_from_state_dict(have)
+        mine = dict(F_dim=model.frame_transformation[6].out_channels, L_dim=model.label_transformation[4].conv2.out_channels,
+                    N_dim=model.N_dim, D_out_dim=model.Decoder_Fusion[5].out_channels)
+        raise Lab4Error(f"--ckpt_path {path}: checkpoint is a different model size ({_fmt(ck)}) than requested ({_fmt(mine)})")
+    try:
+        model.load_state_dict(have, strict=True)
+    except RuntimeError as e:
+        raise Lab4Error(f"--ckpt_path {path}: weights do not match the model ({str(e).splitlines()[0][:200]})") from None
+
+
+def _fmt(d: dict) -> str:
+    return " ".join(f"--{k} {v}" for k, v in d.items())
+
+
+def load_model(path, device="cpu", **overrides) -> tuple[VideoCVAE, TrainConfig, dict]:
+    """A checkpoint's model, ready for inference: (model in eval mode, config, raw checkpoint)."""
+    ckpt = read_checkpoint(path)
+    cfg = config_of(ckpt)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    model = VideoCVAE.from_config(cfg)
+    load_weights(model, ckpt, path)
+    return model.to(device).eval(), cfg, ckpt

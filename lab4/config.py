@@ -1,0 +1,120 @@
+"""Configuration: one dataclass whose field names are the template's command-line flags, plus
+our additions, and named presets.
+
+Defaults of the template's flags are the template's (Trainer.py), so an old command means the
+same thing here. Presets are starting points that a command line overrides flag by flag.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+CHECKPOINT_VERSION = 1
+SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
+
+
+@dataclass
+class TrainConfig:
+    # ---- the template's flags (Trainer.py / Tester.py), same names and defaults ----
+    batch_size: int = 2             # sequences per optimisation step
+    lr: float = 0.001               # initial learning rate
+    device: str = "auto"            # template: "cuda"; "auto" = CUDA when present, else CPU
+    optim: str = "Adam"             # Adam or AdamW
+    gpu: int = 1                    # accepted for compatibility; one device is used
+    test: bool = False              # evaluate --ckpt_path on the val video instead of training
+    store_visualization: bool = False  # write the val GIF and PSNR plot after each validation
+    DR: str = ""                    # dataset root (Kaggle layout)
+    save_root: str = ""             # where checkpoints, metrics and figures go
+    num_workers: int = 4            # processes used to decode PNGs into the cache
+    num_epoch: int = 70             # epochs to train
+    per_save: int = 3               # write epoch=<N>.ckpt every this many epochs
+    partial: float = 1.0            # fraction of the training frames used
+    train_vi_len: int = 16          # frames per training sequence
+    val_vi_len: int = 630           # frames of the validation rollout
+    frame_H: int = 32               # model input height
+    frame_W: int = 64               # model input width
+    F_dim: int = 128                # frame feature channels
+    L_dim: int = 32                 # pose feature channels
+    N_dim: int = 12                 # latent channels
+    D_out_dim: int = 192            # decoder feature channels
+    tfr: float = 1.0                # initial teacher-forcing ratio
+    tfr_sde: int = 10               # epoch from which tfr decays
+    tfr_d_step: float = 0.1         # tfr decrease per epoch
+    ckpt_path: str | None = None    # checkpoint to resume (train) or evaluate (test)
+    fast_train: bool = False        # first fast_train_epoch epochs on fast_partial of the data
+    fast_partial: float = 0.4       # data fraction during fast training
+    fast_train_epoch: int = 5       # epochs of fast training
+    kl_anneal_type: str = "Cyclical"  # Cyclical, Monotonic or None
+    kl_anneal_cycle: int = 10       # cycles over num_epoch (Cyclical)
+    kl_anneal_ratio: float = 1.0    # fraction of each cycle spent rising
+    # ---- ours ----
+    preset: str = "default"         # the preset these values started from (recorded only)
+    seed: int = 1                   # seeds data order, teacher-forcing coins, noise, init
+    sigmoid_output: bool = True     # bound the generator output to [0, 1] (template: unbounded)
+    lr_scheduler: str = "multistep"  # multistep (template: x0.1 at epochs 2 and 5), cosine, constant
+    lr_milestones: tuple = (2, 5)   # multistep milestones (template's)
+    min_lr: float = 0.0             # cosine floor
+    weight_decay: float = 0.0       # AdamW/Adam weight decay
+    grad_clip: float = 1.0          # gradient-norm clip (template: 1.0)
+    kl_reduction: str = "sum"       # sum: template (sum over latents / batch); mean: per element
+    kl_reach_stop: bool = True      # ramp ends exactly at beta=1 (Fu et al.'s code stops one step short)
+    kl_beta_min: float = 0.0        # floor under beta (0 keeps Fu et al.'s beta=0 cycle starts)
+    amp: bool = True                # bfloat16 autocast on CUDA (ignored on CPU)
+    val_every: int = 1              # validate every this many epochs (and always at the end)
+    steps_per_epoch: int = 0        # cap on optimisation steps per epoch; 0 = the whole epoch
+    cache_dir: str | None = None    # decoded-frame cache; default <DR>/.lab4_cache or ~/.cache/lab4
+
+    def model_dims(self) -> dict:
+        return dict(F_dim=self.F_dim, L_dim=self.L_dim, N_dim=self.N_dim, D_out_dim=self.D_out_dim)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if "lr_milestones" in d:
+            d["lr_milestones"] = tuple(d["lr_milestones"])
+        return cls(**d)
+
+
+# Presets: overrides of the defaults above. The command line overrides a preset.
+PRESETS: dict[str, dict] = {
+    # The template exactly: unbounded output, MultiStepLR([2, 5]), Fu et al.'s schedule as coded.
+    "template": dict(sigmoid_output=False, kl_reach_stop=False),
+    # What the best student reports converged on, for a GPU and the real data.
+    "best": dict(optim="AdamW", lr=3e-4, weight_decay=1e-2, lr_scheduler="cosine", min_lr=1e-6,
+                 num_epoch=400, tfr=0.0, kl_anneal_type="Monotonic", kl_anneal_ratio=0.25,
+                 batch_size=8, per_save=20, val_every=5),
+    # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing.
+    "demo": dict(F_dim=32, L_dim=16, N_dim=4, D_out_dim=48, batch_size=4, optim="AdamW", lr=2e-3,
+                 lr_scheduler="cosine", min_lr=1e-4, num_epoch=12, steps_per_epoch=60, tfr=0.0,
+                 kl_anneal_type="Monotonic", kl_anneal_ratio=0.5, kl_reduction="mean",
+                 per_save=4, val_every=3),
+    # Tests and notebooks under LAB4_SMOKE=1: tiny dims, a handful of steps, short rollouts.
+    "smoke": dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24, batch_size=2, num_epoch=3,
+                  steps_per_epoch=4, val_vi_len=40, per_save=1, val_every=1, num_workers=1,
+                  lr_scheduler="constant"),
+}
+
+
+def make_config(preset: str = "default", **overrides) -> TrainConfig:
+    """A config from a named preset, then keyword overrides (unknown names are an error)."""
+    if preset != "default" and preset not in PRESETS:
+        raise ValueError(f"--preset {preset!r}: expected one of default, {', '.join(PRESETS)}")
+    values = dict(PRESETS.get(preset, {}))
+    values.update(overrides)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+    return TrainConfig(preset=preset, **values)
+
+
+def smoke_mode() -> bool:
+    """True when the LAB4_SMOKE environment variable asks for the smoke preset."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")

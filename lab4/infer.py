@@ -1,0 +1,126 @@
+"""Inference: roll out the test sequences into submission.csv and GIFs; evaluate the val video.
+
+    lab4-test --DR <data> --save_root <out> --ckpt_path <ckpt> [--val]
+
+Accepts every flag of the template's Tester.py (they share Trainer.py's list); model dims come
+from the checkpoint. Writes pred_seq0.gif .. pred_seq4.gif and submission.csv in --save_root,
+and with --val: val/psnr_per_frame.csv, val/psnr_per_frame.png, val/pred_val.gif.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .data import Split, load_split
+from .errors import Lab4Error
+from .model import VideoCVAE
+from .score import LAST_SCORED, psnr_per_frame, write_submission
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Lab4Error(f"--device {name}: CUDA is not available on this machine (use --device auto or cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise Lab4Error(f"--device {name!r}: expected auto, cpu, cuda or cuda:<n>") from None
+
+
+def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = True) -> torch.Tensor:
+    """All test sequences rolled out together -> (S, 630, 3, H, W) float on the CPU."""
+    S, T = test.labels.shape[:2]
+    with tqdm(total=T - 1, desc="rollout test", unit="frame", disable=not progress) as bar:
+        out = model.rollout(torch.from_numpy(test.images), torch.from_numpy(test.labels),
+                            seeds=[seed * 1000 + s for s in range(S)], progress=bar)
+    return out.cpu()
+
+
+def write_test_outputs(pred: torch.Tensor, save_root, gifs: bool = True) -> Path:
+    """submission.csv and pred_seq<k>.gif (the template's names) for predictions (S, T, 3, H, W)."""
+    from .plots import frames_to_uint8, save_gif
+    save_root = Path(save_root)
+    if gifs:
+        for k in range(len(pred)):
+            save_gif(frames_to_uint8(pred[k]), save_root / f"pred_seq{k}.gif", fps=50)
+    return write_submission(pred, save_root / "submission.csv")
+
+
+def validate(model: VideoCVAE, val: Split, length: int = 630, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """The Kaggle-comparable protocol on the val video: from frame 0 only, roll out `length`
+    frames with z ~ N(0, I). Returns predictions (T, 3, H, W) on the CPU and per-frame PSNR (T,)
+    (frame 0 is the given frame). The score to compare is psnr[1:601].mean()."""
+    T = min(length, len(val.images))
+    first = torch.from_numpy(np.ascontiguousarray(val.images[:1]))                 # (1, 3, H, W)
+    labels = torch.from_numpy(np.ascontiguousarray(val.labels[None, :T]))           # (1, T, 3, H, W)
+    pred = model.rollout(first, labels, seeds=[seed])[0].cpu()
+    return pred, psnr_per_frame(pred, val.images[:T])
+
+
+def kaggle_mean(psnr: np.ndarray) -> float:
+    """Mean PSNR over frames 1..600, as Kaggle scores a sequence."""
+    return float(np.mean(psnr[1:LAST_SCORED + 1]))
+
+
+def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, out_dir) -> dict:
+    """val/psnr_per_frame.csv and .png (with the copy-first-frame baseline), val/pred_val.gif
+    (prediction | ground truth | pose)."""
+    import matplotlib.pyplot as plt
+    from .plots import plot_psnr_per_frame, save_gif, side_by_side
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    T = len(pred)
+    gt = val.images[:T]
+    baseline = psnr_per_frame(np.repeat(gt[:1], T, axis=0), gt)
+    df = pd.DataFrame({"frame": np.arange(T), "psnr": psnr, "copy_first_frame_psnr": baseline})
+    tmp = out / "psnr_per_frame.csv.tmp"
+    df.to_csv(tmp, index=False)
+    tmp.replace(out / "psnr_per_frame.csv")
+    fig = plot_psnr_per_frame(psnr, baseline, title=f"per-frame PSNR, validation video ({T} frames, z ~ N(0, I))")
+    fig.savefig(out / "psnr_per_frame.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    save_gif(side_by_side(pred, gt, val.labels[:T], scale=3), out / "pred_val.gif", fps=25)
+    return {"val_psnr": kaggle_mean(psnr), "baseline_psnr": kaggle_mean(baseline), "min_psnr": float(psnr[1:].min())}
+
+
+def main(argv=None) -> int:
+    from .checkpoint import load_model
+    from .cli import build_parser, parse_config
+    parser = build_parser("lab4-test", test_tool=True)
+    try:
+        cfg, explicit, extra = parse_config(parser, argv)
+        if not cfg.ckpt_path:
+            raise Lab4Error("--ckpt_path: required (the checkpoint to test)")
+        device = select_device(cfg.device)
+        dims = {k: v for k, v in explicit.items() if k in ("F_dim", "L_dim", "N_dim", "D_out_dim")}
+        model, mcfg, _ = load_model(cfg.ckpt_path, device)
+        if dims and any(getattr(mcfg, k) != v for k, v in dims.items()):
+            raise Lab4Error(f"--ckpt_path {cfg.ckpt_path}: checkpoint is a different model size "
+                            f"({' '.join(f'--{k} {getattr(mcfg, k)}' for k in dims)}) than the flags ask for")
+        if "sigmoid_output" in explicit:
+            model.sigmoid_output = cfg.sigmoid_output
+        save_root = Path(cfg.save_root)
+        if extra.get("val"):
+            val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+            pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed)
+            res = write_validation_outputs(pred, psnr, val, save_root / "val")
+            print(f"val PSNR (frames 1..600, z ~ N(0, I)) {res['val_psnr']:.3f} dB; "
+                  f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")
+        test = load_split(cfg.DR, "test", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+        pred = predict_test(model, test, seed=cfg.seed)
+        path = write_test_outputs(pred, save_root)
+        print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows) and pred_seq0..{len(pred) - 1}.gif")
+    except Lab4Error as e:
+        print(f"lab4-test: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

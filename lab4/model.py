@@ -1,0 +1,177 @@
+"""The conditional VAE for video prediction: the training step and the autoregressive rollout.
+
+Shapes: B batch, T time, S sequences in a rollout, C/F/L/N/D channels, H x W = 32 x 64.
+The five modules keep the template's attribute names, so `state_dict()` keys are the template's.
+
+Speed without changing the maths (each path is proven equal to the step-by-step template path in
+tests/test_model.py):
+- every ground-truth frame of a sequence is encoded once, in one batched call (the template
+  encodes each frame twice: as the posterior's input and as the next step's previous frame);
+- all pose frames are encoded in one call; the Label_Encoder's BatchNorm still normalises each
+  time step with that step's own batch statistics, as the step-by-step loop does;
+- the posterior of all time steps is one call; under teacher forcing the decoder is one call too;
+- a rollout moves S independent sequences together, each with its own noise generator.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
+
+
+class VideoCVAE(nn.Module):
+    def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
+                 sigmoid_output: bool = True):
+        super().__init__()
+        self.frame_transformation = RGB_Encoder(3, F_dim)
+        self.label_transformation = Label_Encoder(3, L_dim)
+        self.Gaussian_Predictor = Gaussian_Predictor(F_dim + L_dim, N_dim)
+        self.Decoder_Fusion = Decoder_Fusion(F_dim + L_dim + N_dim, D_out_dim)
+        self.Generator = Generator(D_out_dim, 3)
+        self.N_dim = N_dim
+        self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
+
+    @classmethod
+    def from_config(cls, cfg) -> "VideoCVAE":
+        return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output)
+
+    # ---- building blocks -------------------------------------------------------------------
+    def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) -> (..., F, H, W), all leading dims in one batched call."""
+        out = self.frame_transformation(x.reshape(-1, *x.shape[-3:]))
+        return out.view(*x.shape[:-3], *out.shape[1:])
+
+    def encode_labels(self, p: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) -> (B, T, L, H, W) in one call. In training mode the BatchNorm uses
+        per-time-step statistics (over B, H, W) and updates its running averages once per step
+        in time order, exactly as T separate calls on (B, 3, H, W) would."""
+        B, T = p.shape[:2]
+        flat = p.reshape(B * T, *p.shape[2:])
+        pad, conv, bn, act, res = self.label_transformation
+        if not (self.training and isinstance(bn, nn.BatchNorm2d)) or T == 1:
+            out = self.label_transformation(flat)
+            return out.view(B, T, *out.shape[1:])
+        h = conv(pad(flat))                                   # (B*T, C, H, W)
+        C, H, W = h.shape[1:]
+        grouped = h.view(B, T * C, H, W)                      # channel t*C + c: one BN group per step
+        normed = F.batch_norm(grouped, None, None, bn.weight.repeat(T), bn.bias.repeat(T),
+                              training=True, momentum=0.0, eps=bn.eps)
+        if bn.track_running_stats:
+            _update_running_stats(bn, h.detach().view(B, T, C, H, W))
+        out = res(act(normed.view(B * T, C, H, W)))
+        return out.view(B, T, *out.shape[1:])
+
+    def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """(B, F, H, W), (B, L, H, W), (B, N, H, W) -> frame (B, 3, H, W)."""
+        frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
+        return torch.sigmoid(frame) if self.sigmoid_output else frame
+
+    # ---- training --------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None):
+        """One training sequence batch. x, p: (B, T, 3, H, W) in [0, 1]; eps: optional
+        (B, T-1, N, H, W) noise. Returns x_hat (B, T-1, 3, H, W) predicting x[:, 1:], and mu,
+        logvar (B*(T-1), N, H, W) of the posterior q(z | x_t, p_t)."""
+        B, T = x.shape[:2]
+        frame_feat = self.encode_frames(x)                    # (B, T, F, H, W): each frame once
+        label_feat = self.encode_labels(p[:, 1:])             # (B, T-1, L, H, W)
+        flat = lambda t: t.reshape(-1, *t.shape[2:])          # (B, T-1, ...) -> (B*(T-1), ...)
+        z, mu, logvar = self.Gaussian_Predictor(
+            flat(frame_feat[:, 1:]), flat(label_feat), None if eps is None else flat(eps))
+        if teacher_forcing:                                   # previous frame = ground truth: one call
+            x_hat = self.generate(flat(frame_feat[:, :-1]), flat(label_feat), z)
+            return x_hat.view(B, T - 1, *x_hat.shape[1:]), mu, logvar
+        z = z.view(B, T - 1, *z.shape[1:])
+        prev_feat, frames = frame_feat[:, 0], []
+        for t in range(T - 1):                                # previous frame = own prediction
+            frame = self.generate(prev_feat, label_feat[:, t], z[:, t])   # (B, 3, H, W)
+            frames.append(frame)
+            if t < T - 2:
+                prev_feat = self.frame_transformation(frame)
+        return torch.stack(frames, 1), mu, logvar
+
+    def forward_stepwise(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool,
+                         eps: torch.Tensor | None = None):
+        """The template's straightforward loop (reference for tests and benchmarks): per time
+        step, encode the current frame and pose, sample the posterior, encode the previous frame
+        again, decode. Same inputs and outputs as `forward`."""
+        B, T = x.shape[:2]
+        prev, frames, mus, logvars = x[:, 0], [], [], []
+        for t in range(1, T):
+            frame_feat = self.frame_transformation(x[:, t])
+            label_feat = self.label_transformation(p[:, t])
+            z, mu, logvar = self.Gaussian_Predictor(frame_feat, label_feat, None if eps is None else eps[:, t - 1])
+            frame = self.generate(self.frame_transformation(prev), label_feat, z)
+            frames.append(frame), mus.append(mu), logvars.append(logvar)
+            prev = x[:, t] if teacher_forcing else frame
+        flat = lambda ts: torch.stack(ts, 1).flatten(0, 1)
+        return torch.stack(frames, 1), flat(mus), flat(logvars)
+
+    # ---- inference -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def rollout(self, first_frame: torch.Tensor, labels: torch.Tensor, seeds: list[int] | None = None,
+                label_chunk: int = 64, progress=None) -> torch.Tensor:
+        """Autoregressive prediction with z ~ N(0, I).
+
+        first_frame (S, 3, H, W), labels (S, T, 3, H, W), float in [0, 1] or uint8 (converted
+        chunk by chunk on the model's device). Sequence s draws its noise from its own generator
+        seeded seeds[s], so rolling out S sequences together equals rolling them out one by one.
+        Returns (S, T, 3, H, W) float on the model's device; frame 0 is the given first frame.
+        """
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        S, T = labels.shape[:2]
+        seeds = list(range(S)) if seeds is None else list(seeds)
+        gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        to_float = lambda a: (a.to(device).float() / 255.0) if a.dtype == torch.uint8 else a.to(device).float()
+        prev = to_float(first_frame)                                     # (S, 3, H, W)
+        H, W = prev.shape[-2:]
+        out = torch.empty(S, T, 3, H, W, device=device)
+        out[:, 0] = prev
+        for start in range(1, T, label_chunk):
+            label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
+            for j in range(label_feat.shape[1]):
+                z = torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])
+                prev = self.generate(self.frame_transformation(prev), label_feat[:, j], z)
+                out[:, start + j] = prev
+            if progress is not None:
+                progress.update(label_feat.shape[1])
+        self.train(was_training)
+        return out
+
+
+@torch.no_grad()
+def _update_running_stats(bn: nn.BatchNorm2d, h: torch.Tensor) -> None:
+    """BatchNorm running-average updates for T consecutive steps; h: (B, T, C, H, W)."""
+    T = h.shape[1]
+    n = h.shape[0] * h.shape[3] * h.shape[4]
+    mean = h.mean(dim=(0, 3, 4))                               # (T, C)
+    var = h.var(dim=(0, 3, 4), unbiased=True) if n > 1 else torch.zeros_like(mean)
+    for t in range(T):
+        bn.num_batches_tracked += 1
+        m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        bn.running_mean.mul_(1 - m).add_(mean[t].to(bn.running_mean.dtype), alpha=m)
+        bn.running_var.mul_(1 - m).add_(var[t].to(bn.running_var.dtype), alpha=m)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per frame. mu, logvar: (frames, N, H, W).
+    sum: the template's scale, summed over the N*H*W latent elements of a frame (24,576 at the
+    default dims), averaged over frames; mean: averaged over elements too (the MSE's scale)."""
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+    if reduction == "sum":
+        return kl.sum() / mu.shape[0]
+    if reduction == "mean":
+        return kl.mean()
+    raise ValueError(f"--kl_reduction {reduction!r}: expected sum or mean")
+
+
+def cvae_loss(x_hat: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              beta: float, kl_reduction: str = "sum"):
+    """loss = MSE(x_hat, x) (mean over frames and pixels) + beta * KL (per frame). Returns
+    (loss, mse, kl) as tensors; computed in float32 even under autocast."""
+    mse = F.mse_loss(x_hat.float(), target.float())
+    kl = kl_divergence(mu.float(), logvar.float(), kl_reduction)
+    return mse + beta * kl, mse, kl
