@@ -64,16 +64,17 @@ def plot_val_psnr(runs: dict[str, pd.DataFrame] | pd.DataFrame, ax=None):
     return fig
 
 
-def plot_tfr_vs_loss(runs: dict[str, pd.DataFrame] | pd.DataFrame):
-    """The teacher-forcing ratio on a second axis against the training loss, shared epochs."""
+def plot_tfr_vs_loss(runs: dict[str, pd.DataFrame] | pd.DataFrame, column: str = "loss"):
+    """The teacher-forcing ratio on a second axis against a training curve (`column` of the
+    metrics: loss or mse), shared epochs."""
     runs = {"run": runs} if isinstance(runs, pd.DataFrame) else runs
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax2 = ax.twinx()
     for i, (name, df) in enumerate(runs.items()):
         c = f"C{i}"
-        ax.plot(df["epoch"], df["loss"], marker="o", ms=3, color=c, label=f"{name}: loss")
+        ax.plot(df["epoch"], df[column], marker="o", ms=3, color=c, label=f"{name}: {column}")
         ax2.step(df["epoch"], df["tfr"], where="mid", ls="--", color=c, alpha=0.7, label=f"{name}: tfr")
-    ax.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    ax.set(xlabel="epoch", ylabel=f"training {column}", yscale="log")
     ax2.set(ylabel="teacher-forcing ratio", ylim=(-0.05, 1.05))
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
@@ -140,6 +141,81 @@ def frame_strip(frames, n: int = 8, ax=None, title: str | None = None):
     ax.set_yticks([])
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_frames_and_poses(images, labels, n: int = 8, title: str | None = None):
+    """n evenly spaced frames of a video (top) above their pose images (bottom).
+    images, labels: (T, 3, H, W), uint8 or float in [0, 1]."""
+    fig, (a0, a1) = plt.subplots(2, 1, figsize=(2 * n, 3.2))
+    frame_strip(images, n, ax=a0, title=title)
+    frame_strip(labels, n, ax=a1)
+    a0.set_ylabel("frame"), a1.set_ylabel("pose")
+    a1.set_xlabel("frame index")
+    fig.tight_layout()
+    return fig
+
+
+def plot_kl_check(n_samples, estimates, closed_form: float, stderr=None, ax=None):
+    """A Monte-Carlo estimate of a KL divergence against its closed form, as samples accumulate.
+    n_samples, estimates (and optional standard errors): 1-D arrays of the same length."""
+    fig, ax = _fig_ax(ax, (7, 3))
+    n, est = np.asarray(n_samples), np.asarray(estimates)
+    ax.plot(n, est, marker="o", ms=3, color="tab:blue", label="Monte-Carlo estimate")
+    if stderr is not None:
+        se = np.asarray(stderr)
+        ax.fill_between(n, est - 2 * se, est + 2 * se, color="tab:blue", alpha=0.2, label="+/- 2 s.e.")
+    ax.axhline(closed_form, color="k", ls="--", lw=1, label=f"closed form {closed_form:.2f}")
+    ax.set(xscale="log", xlabel="samples of z", ylabel="KL (per frame)", title="KL(q || N(0, I)): closed form vs Monte Carlo")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_psnr_samples(psnr_by_name: dict, baseline: np.ndarray | None = None, title: str = "same rollout, different z", ax=None):
+    """Per-frame PSNR (frame 0 skipped) of several rollouts, e.g. one per noise seed."""
+    fig, ax = _fig_ax(ax, (9, 3.2))
+    for i, (name, psnr) in enumerate(psnr_by_name.items()):
+        vals = np.asarray(psnr)[1:]
+        ax.plot(np.arange(1, len(vals) + 1), vals, lw=1, color=f"C{i}", label=f"{name}: mean {vals.mean():.2f} dB")
+    if baseline is not None:
+        b = np.asarray(baseline)[1:]
+        ax.plot(np.arange(1, len(b) + 1), b, lw=1, color="grey", alpha=0.8, label=f"copy first frame: mean {b.mean():.2f} dB")
+    ax.set(xlabel="frame", ylabel="PSNR (dB)", title=title)
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_video_grid(videos: dict, n: int = 8, title: str | None = None):
+    """One frame strip per named video (T, 3, H, W), the same n frame indices in every row."""
+    fig, axes = plt.subplots(len(videos), 1, figsize=(2 * n, 1.3 * len(videos) + 0.4), squeeze=False)
+    for ax, (name, v) in zip(axes[:, 0], videos.items()):
+        frame_strip(v, n, ax=ax)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sequence_psnr(psnr_rows: np.ndarray, baseline_rows: np.ndarray | None = None, seq_len: int = 630,
+                       last_scored: int = 600):
+    """Per-frame PSNR of a submission, one panel per test sequence; the frames Kaggle does not
+    score (the given frame 0 and frames after `last_scored`) are shaded."""
+    psnr = np.asarray(psnr_rows).reshape(-1, seq_len)
+    base = None if baseline_rows is None else np.asarray(baseline_rows).reshape(-1, seq_len)
+    S = len(psnr)
+    fig, axes = plt.subplots(1, S, figsize=(3.2 * S, 2.8), sharey=True, squeeze=False)
+    t = np.arange(1, seq_len)
+    for k, ax in enumerate(axes[0]):
+        scored = psnr[k, 1:last_scored + 1]
+        ax.plot(t, psnr[k, 1:], lw=1, color="tab:blue", label=f"model {scored.mean():.2f}")
+        if base is not None:
+            ax.plot(t, base[k, 1:], lw=1, color="grey", alpha=0.8, label=f"copy {base[k, 1:last_scored + 1].mean():.2f}")
+        ax.axvspan(last_scored + 0.5, seq_len, color="k", alpha=0.08)
+        ax.set(title=f"sequence {k}", xlabel="frame")
+        ax.legend(fontsize=7, loc="upper right")
+    axes[0, 0].set_ylabel("PSNR (dB)")
+    fig.tight_layout()
     return fig
 
 

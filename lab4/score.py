@@ -84,6 +84,19 @@ def read_submission(path, n_rows: int | None = 5 * SEQ_LEN, n_values: int = 3 * 
     return values.astype(np.uint8)
 
 
+def read_solution(path) -> np.ndarray:
+    """Ground truth as uint8 rows: a submission-format CSV, or a uint8 .npy of frames (S, T, 3, H, W)."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        return read_submission(path, n_rows=None)
+    if not path.is_file():
+        raise Lab4Error(f"{path}: no such file")
+    frames = np.load(path)
+    if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[1] != SEQ_LEN:
+        raise Lab4Error(f"{path}: expected uint8 frames (S, {SEQ_LEN}, 3, H, W), found {frames.dtype} {frames.shape}")
+    return frames_to_rows(frames)
+
+
 def psnr_rows(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-row PSNR in dB on the 0..255 scale, capped at PSNR_CAP."""
     mse = ((pred.astype(np.float64) - gt.astype(np.float64)) ** 2).mean(axis=1)
@@ -124,12 +137,13 @@ def psnr_per_frame(pred, gt) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="lab4-score", description="Score a submission.csv like Kaggle does.")
-    ap.add_argument("--solution", required=True, help="ground-truth CSV in the submission format")
+    ap.add_argument("--solution", required=True,
+                    help="ground truth: a CSV in the submission format, or a uint8 .npy (S, T, 3, H, W) such as lab4-synth's test_solution.npy")
     ap.add_argument("--submission", required=True, help="the submission.csv to score")
     ap.add_argument("--baseline", action="store_true", help="also score copying the first frame")
     args = ap.parse_args(argv)
     try:
-        sol = read_submission(args.solution, n_rows=None)
+        sol = read_solution(args.solution)
         sub = read_submission(args.submission, n_rows=len(sol))
         res = kaggle_score(sol, sub)
     except Lab4Error as e:

@@ -1,0 +1,54 @@
+# lab4: conditional-VAE video prediction workbook.  `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# A matched torch/torchvision pair from the registry (runs on CPU and CUDA). Pinned on purpose:
+# never a torch version that a local CPU-only wheel satisfies (torchvision will not import with it).
+TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.2
+DEMO_DATA ?= data/synth-demo
+DEMO_RUN ?= runs/demo
+MINI_DATA ?= data/synth-mini
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lab data-mini data-demo bench clean strip
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed ## create .venv: torch+torchvision pair, lab4 (editable), test and notebook tools
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PAIR)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c "import torch, torchvision, lab4; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())"
+	touch $@
+
+data-mini: setup ## generate the mini synthetic dataset (tests, notebooks' smoke mode)
+	@grep -qs '"complete": true' $(MINI_DATA)/synth.json || $(BIN)/lab4-synth --out $(MINI_DATA) --preset mini
+
+data-demo: setup ## generate the demo synthetic dataset
+	@grep -qs '"complete": true' $(DEMO_DATA)/synth.json || $(BIN)/lab4-synth --out $(DEMO_DATA) --preset demo
+
+demo: data-demo ## synthetic data -> CPU training -> val GIF/PSNR, submission.csv, score vs baseline
+	$(BIN)/lab4-train --DR $(DEMO_DATA) --save_root $(DEMO_RUN) --preset demo
+	$(BIN)/lab4-test --DR $(DEMO_DATA) --save_root $(DEMO_RUN) --ckpt_path $(DEMO_RUN)/last.ckpt --val
+	$(BIN)/lab4-score --solution $(DEMO_DATA)/test_solution.npy --submission $(DEMO_RUN)/submission.csv --baseline
+	@echo "outputs in $(DEMO_RUN): val/pred_val.gif val/psnr_per_frame.png loss_curves.png metrics.csv submission.csv pred_seq*.gif"
+
+test: setup ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOKE=1)
+	LAB4_SMOKE=1 MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q
+
+lab: setup ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup ## run the benchmarks and rewrite benchmarks/RESULTS.md
+	$(PY) benchmarks/run_all.py
+
+strip: setup ## strip outputs from the notebooks (they are committed without)
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+clean: ## remove runs, generated data and caches (keeps .venv)
+	rm -rf runs data/synth-* .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,44 @@
+"""Shared fixtures: the mini synthetic dataset (generated once per session) and one smoke run."""
+import shutil
+
+import pytest
+
+from lab4.config import make_config
+from lab4.synth import generate_dataset
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory):
+    """The `mini` synthetic dataset in the Kaggle layout (320 train, 630 val, 5 x 630 test)."""
+    return generate_dataset(tmp_path_factory.mktemp("mini") / "data", "mini", seed=0, progress=False)
+
+
+@pytest.fixture
+def copy_of_mini(mini_data, tmp_path):
+    """A private copy of the PNGs (without the decoded-frame cache) for tests that corrupt files."""
+    dst = tmp_path / "data"
+    shutil.copytree(mini_data, dst, ignore=shutil.ignore_patterns(".lab4_cache"))
+    return dst
+
+
+def smoke_config(DR, save_root, **overrides):
+    """The smoke preset on the CPU with tiny epochs and a short validation rollout."""
+    values = dict(DR=str(DR), save_root=str(save_root), device="cpu", num_epoch=2,
+                  steps_per_epoch=3, val_vi_len=8, train_vi_len=8)
+    values.update(overrides)
+    return make_config("smoke", **values)
+
+
+@pytest.fixture(name="smoke_config")
+def smoke_config_fixture():
+    """The helper above, for tests: smoke_config(DR, save_root, **overrides) -> TrainConfig."""
+    return smoke_config
+
+
+@pytest.fixture(scope="session")
+def smoke_run(mini_data, tmp_path_factory):
+    """One finished smoke training (2 epochs x 3 steps); returns its save_root."""
+    from lab4.train import train
+    save_root = tmp_path_factory.mktemp("smoke_run")
+    train(smoke_config(mini_data, save_root), progress=False, log=lambda *a: None)
+    return save_root
