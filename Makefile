@@ -38,7 +38,7 @@ demo: data-demo ## synthetic data -> CPU training -> val GIF/PSNR, submission.cs
 	@echo "outputs in $(DEMO_RUN): val/pred_val.gif val/psnr_per_frame.png loss_curves.png metrics.csv submission.csv pred_seq*.gif"
 
 test: setup ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOKE=1)
-	LAB4_SMOKE=1 MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q
+	LAB4_SMOKE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q
 
 lab: setup ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/

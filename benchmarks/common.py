@@ -15,6 +15,8 @@ import statistics
 import sys
 import time
 
+os.environ.setdefault("TQDM_DISABLE", "1")       # no progress bars inside the benchmark output
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -22,6 +24,18 @@ if str(ROOT) not in sys.path:
 # Datasets the benchmarks generate once and reuse (data/synth-*/ is gitignored).
 BENCH512 = ROOT / "data" / "synth-bench512"    # demo preset drawn at 512x1024: 3,000 train frames
 BENCH_QUICK = ROOT / "data" / "synth-benchquick"  # mini preset at its native 128x256 (--quick)
+
+
+def quiet_progress() -> None:
+    """Silence the package's tqdm bars (they pass disable= explicitly, so TQDM_DISABLE is not enough)."""
+    import lab4.data
+    import lab4.infer
+    from tqdm.auto import tqdm as _tqdm
+
+    def quiet(*args, **kwargs):
+        kwargs["disable"] = True
+        return _tqdm(*args, **kwargs)
+    lab4.data.tqdm = lab4.infer.tqdm = quiet
 
 
 # ---- timing --------------------------------------------------------------------------------

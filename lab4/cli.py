@@ -72,6 +72,7 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "kl_reduction", str, "KL scale: sum (template) or mean", choices=["sum", "mean"])
     _flag(o, "kl_reach_stop", None, "ramps end exactly at beta=1", action=argparse.BooleanOptionalAction)
     _flag(o, "kl_beta_min", float, "floor under beta")
+    _flag(o, "tf_coin", str, "teacher-forcing coin per batch or per epoch (template)", choices=["batch", "epoch"])
     _flag(o, "amp", None, "bfloat16 autocast on CUDA", action=argparse.BooleanOptionalAction)
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")

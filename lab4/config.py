@@ -60,6 +60,7 @@ class TrainConfig:
     kl_reduction: str = "sum"       # sum: template (sum over latents / batch); mean: per element
     kl_reach_stop: bool = True      # ramp ends exactly at beta=1 (Fu et al.'s code stops one step short)
     kl_beta_min: float = 0.0        # floor under beta (0 keeps Fu et al.'s beta=0 cycle starts)
+    tf_coin: str = "batch"          # teacher-forcing coin per batch, or per epoch (the template's)
     amp: bool = True                # bfloat16 autocast on CUDA (ignored on CPU)
     val_every: int = 1              # validate every this many epochs (and always at the end)
     steps_per_epoch: int = 0        # cap on optimisation steps per epoch; 0 = the whole epoch
@@ -85,7 +86,7 @@ class TrainConfig:
 # Presets: overrides of the defaults above. The command line overrides a preset.
 PRESETS: dict[str, dict] = {
     # The template exactly: unbounded output, MultiStepLR([2, 5]), Fu et al.'s schedule as coded.
-    "template": dict(sigmoid_output=False, kl_reach_stop=False),
+    "template": dict(sigmoid_output=False, kl_reach_stop=False, tf_coin="epoch"),
     # What the best student reports converged on, for a GPU and the real data.
     "best": dict(optim="AdamW", lr=3e-4, weight_decay=1e-2, lr_scheduler="cosine", min_lr=1e-6,
                  num_epoch=400, tfr=0.0, kl_anneal_type="Monotonic", kl_anneal_ratio=0.25,

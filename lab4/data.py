@@ -162,8 +162,7 @@ def cached_arrays(name: str, paths: list[Path], H: int, W: int, cache_dir: Path,
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") == fp and meta.get("version") == CACHE_VERSION:
-                arr = np.load(npy_path, mmap_mode="r")
-                return np.ascontiguousarray(arr)
+                return np.load(npy_path)  # a writable in-memory array (288 MB for the real train split)
         except (OSError, ValueError):
             pass  # a damaged cache is rebuilt
     arr = decode_frames(paths, H, W, workers, desc=f"cache {name}")

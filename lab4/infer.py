@@ -52,14 +52,16 @@ def write_test_outputs(pred: torch.Tensor, save_root, gifs: bool = True) -> Path
     return write_submission(pred, save_root / "submission.csv")
 
 
-def validate(model: VideoCVAE, val: Split, length: int = 630, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+def validate(model: VideoCVAE, val: Split, length: int = 630, seed: int = 0,
+             progress: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """The Kaggle-comparable protocol on the val video: from frame 0 only, roll out `length`
     frames with z ~ N(0, I). Returns predictions (T, 3, H, W) on the CPU and per-frame PSNR (T,)
     (frame 0 is the given frame). The score to compare is psnr[1:601].mean()."""
     T = min(length, len(val.images))
     first = torch.from_numpy(np.ascontiguousarray(val.images[:1]))                 # (1, 3, H, W)
     labels = torch.from_numpy(np.ascontiguousarray(val.labels[None, :T]))           # (1, T, 3, H, W)
-    pred = model.rollout(first, labels, seeds=[seed])[0].cpu()
+    with tqdm(total=T - 1, desc="rollout val", unit="frame", disable=not progress, leave=False) as bar:
+        pred = model.rollout(first, labels, seeds=[seed], progress=bar)[0].cpu()
     return pred, psnr_per_frame(pred, val.images[:T])
 
 
@@ -108,7 +110,7 @@ def main(argv=None) -> int:
         save_root = Path(cfg.save_root)
         if extra.get("val"):
             val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-            pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed)
+            pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, progress=True)
             res = write_validation_outputs(pred, psnr, val, save_root / "val")
             print(f"val PSNR (frames 1..600, z ~ N(0, I)) {res['val_psnr']:.3f} dB; "
                   f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")

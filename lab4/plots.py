@@ -8,6 +8,7 @@ import imageio.v2 as imageio
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from .config import TrainConfig
 from .schedules import kl_beta_schedule, teacher_forcing_ratio
@@ -47,7 +48,9 @@ def plot_loss_curves(runs: dict[str, pd.DataFrame] | pd.DataFrame):
             ax.plot(df["epoch"], df[col], marker="o", ms=3, label=name, color=COLORS.get(name))
     for ax, col in zip(axes, ("total loss", "MSE", "KL (per frame)", "beta")):
         ax.set(title=col, xlabel="epoch")
-    axes[1].set_yscale("log"), axes[2].set_yscale("symlog", linthresh=1e-3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax, col in zip(axes[:3], ("loss", "mse", "kl")):
+        _auto_yscale(ax, np.concatenate([np.asarray(df[col], float) for df in runs.values()]))
     axes[0].legend()
     fig.tight_layout()
     return fig
@@ -59,7 +62,8 @@ def plot_val_psnr(runs: dict[str, pd.DataFrame] | pd.DataFrame, ax=None):
     for name, df in runs.items():
         d = df.dropna(subset=["val_psnr"])
         ax.plot(d["epoch"], d["val_psnr"], marker="o", label=name, color=COLORS.get(name))
-    ax.set(xlabel="epoch", ylabel="val PSNR (dB)", title="validation: 630-frame rollout, z ~ N(0, I)")
+    ax.set(xlabel="epoch", ylabel="val PSNR (dB)", title="validation rollout from frame 0, z ~ N(0, I)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return fig
 
@@ -74,7 +78,9 @@ def plot_tfr_vs_loss(runs: dict[str, pd.DataFrame] | pd.DataFrame, column: str =
         c = f"C{i}"
         ax.plot(df["epoch"], df[column], marker="o", ms=3, color=c, label=f"{name}: {column}")
         ax2.step(df["epoch"], df["tfr"], where="mid", ls="--", color=c, alpha=0.7, label=f"{name}: tfr")
-    ax.set(xlabel="epoch", ylabel=f"training {column}", yscale="log")
+    ax.set(xlabel="epoch", ylabel=f"training {column}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _auto_yscale(ax, np.concatenate([np.asarray(df[column], float) for df in runs.values()]))
     ax2.set(ylabel="teacher-forcing ratio", ylim=(-0.05, 1.05))
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
@@ -97,6 +103,7 @@ def plot_psnr_per_frame(psnr: np.ndarray, baseline: np.ndarray | None = None, ti
     ax.annotate(f"min {vals[i]:.2f} dB @ frame {i + 1}", (i + 1, vals[i]), xytext=(10, -12),
                 textcoords="offset points", fontsize=8, arrowprops=dict(arrowstyle="->", lw=0.8))
     ax.set(xlabel="frame", ylabel="PSNR (dB)", title=title)
+    _limit_to_uncapped(ax, vals, None if baseline is None else np.asarray(baseline)[1:])
     ax.legend(loc="upper right", fontsize=8)
     return fig
 
@@ -181,6 +188,8 @@ def plot_psnr_samples(psnr_by_name: dict, baseline: np.ndarray | None = None, ti
         b = np.asarray(baseline)[1:]
         ax.plot(np.arange(1, len(b) + 1), b, lw=1, color="grey", alpha=0.8, label=f"copy first frame: mean {b.mean():.2f} dB")
     ax.set(xlabel="frame", ylabel="PSNR (dB)", title=title)
+    _limit_to_uncapped(ax, *[np.asarray(v)[1:] for v in psnr_by_name.values()],
+                       None if baseline is None else np.asarray(baseline)[1:])
     ax.legend(loc="upper right", fontsize=8)
     return fig
 
@@ -215,8 +224,34 @@ def plot_sequence_psnr(psnr_rows: np.ndarray, baseline_rows: np.ndarray | None =
         ax.set(title=f"sequence {k}", xlabel="frame")
         ax.legend(fontsize=7, loc="upper right")
     axes[0, 0].set_ylabel("PSNR (dB)")
+    _limit_to_uncapped(axes[0, 0], psnr[:, 1:], None if base is None else base[:, 1:])
     fig.tight_layout()
     return fig
+
+
+def _auto_yscale(ax, values) -> None:
+    """Log scale when positive values span more than a decade and a half, symlog when such a
+    spread includes zeros, linear otherwise (where log ticks would be unlabelled)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    pos = v[v > 0]
+    if len(pos) == 0 or pos.max() / pos.min() < 30:
+        return
+    if (v <= 0).any():
+        ax.set_yscale("symlog", linthresh=float(pos.min()))
+    else:
+        ax.set_yscale("log")
+
+
+def _limit_to_uncapped(ax, *arrays) -> None:
+    """Frames equal to the truth score PSNR_CAP dB; keep them from squashing the curves."""
+    from .score import PSNR_CAP
+    vals = np.concatenate([np.ravel(a) for a in arrays if a is not None])
+    vals = vals[np.isfinite(vals)]
+    below = vals[vals < PSNR_CAP]
+    if len(below) and len(below) < len(vals):
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, below.max() + 3)
 
 
 def _fig_ax(ax, size):

@@ -39,16 +39,17 @@ def frange_cycle_linear(n_iter: int, start: float = 0.0, stop: float = 1.0, n_cy
 def frange_cycle_reaching(n_iter: int, start: float = 0.0, stop: float = 1.0, n_cycle: int = 4,
                           ratio: float = 0.5) -> np.ndarray:
     """Like `frange_cycle_linear`, but each ramp ends exactly at `stop` on its last rising step:
-    the first round(period * ratio) steps of a period go start -> stop inclusive, then hold."""
+    the first round(period * ratio) steps of a period (at least 2 where the period allows) go
+    start -> stop inclusive, then hold. Cycle starts stay at `start`."""
     betas = np.ones(n_iter) * stop
     period = n_iter / n_cycle
-    rise = max(1, int(round(period * ratio)))
+    rise = min(max(2, int(round(period * ratio))), max(1, int(period)))
     for c in range(n_cycle):
         first = int(round(c * period))
         for i in range(rise):
             if first + i >= n_iter:
                 break
-            betas[first + i] = start + (stop - start) * (i / (rise - 1) if rise > 1 else 1.0)
+            betas[first + i] = start + (stop - start) * (i / (rise - 1) if rise > 1 else 0.0)
     return betas
 
 
@@ -72,6 +73,20 @@ def teacher_forcing_ratio(cfg: TrainConfig, epoch: int) -> float:
     per epoch, never below 0 (the template's update after each epoch, in closed form)."""
     steps = max(0, epoch - cfg.tfr_sde + 1)
     return float(max(0.0, round(cfg.tfr - cfg.tfr_d_step * steps, 12)))
+
+
+def teacher_forcing_coin(cfg: TrainConfig, epoch: int, batch_coin) -> bool:
+    """Whether a batch is teacher-forced. cfg.tf_coin "batch": one coin per batch (`batch_coin`,
+    a uniform draw in [0, 1)); "epoch": one coin per epoch, as the template tosses it, drawn from a
+    generator seeded by (seed, epoch) so a resumed epoch gets the same coin."""
+    tfr = teacher_forcing_ratio(cfg, epoch)
+    if cfg.tf_coin == "epoch":
+        import torch
+        g = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
+        return bool(torch.rand((), generator=g) < tfr)
+    if cfg.tf_coin != "batch":
+        raise ValueError(f"--tf_coin {cfg.tf_coin!r}: expected batch or epoch")
+    return bool(batch_coin < tfr)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:

@@ -27,7 +27,7 @@ from .data import SequenceBatches, load_split
 from .errors import Lab4Error
 from .infer import kaggle_mean, select_device, validate, write_validation_outputs
 from .model import VideoCVAE, cvae_loss
-from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_ratio
+from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
 
 SUM_KEYS = ("loss", "mse", "kl", "tf_steps", "steps")
 
@@ -45,6 +45,7 @@ def check_config(cfg: TrainConfig) -> None:
     try:
         kl_beta_schedule(cfg)
         learning_rate(cfg, 0)
+        teacher_forcing_coin(cfg, 0, 0.0)
     except ValueError as e:
         raise Lab4Error(str(e)) from None
     for name in ("batch_size", "num_epoch", "per_save", "train_vi_len", "val_vi_len", "val_every"):
@@ -145,7 +146,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
             for k in bar:
                 resume_k, resume_rng = k, _rng_state(device)
                 x, p = batches.batch(order[k * cfg.batch_size:(k + 1) * cfg.batch_size])   # (B, T, 3, H, W)
-                teacher_forcing = bool(torch.rand(()) < tfr)
+                teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
                 with autocast:
                     x_hat, mu, logvar = model(x, p, teacher_forcing)
                 loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction)
@@ -178,7 +179,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
                "beta": beta, "tfr": tfr, "lr": lr, "teacher_forced": sums["tf_steps"] / max(sums["steps"], 1),
                "steps": int(sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan}
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
-            pred, psnr = validate(model, val_split, cfg.val_vi_len, seed=cfg.seed)
+            pred, psnr = validate(model, val_split, cfg.val_vi_len, seed=cfg.seed, progress=progress)
             last_val = (pred, psnr)
             row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
             if cfg.store_visualization:
@@ -207,6 +208,18 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
     if last_val is not None:
         summary.update(write_validation_outputs(*last_val, val_split, save_root / "val"))
     return summary
+
+
+def train_or_load(cfg: TrainConfig, reuse: bool = True, progress: bool = True) -> pd.DataFrame:
+    """The metrics of a finished run of exactly this config in cfg.save_root (same config.json,
+    all epochs present); otherwise train it. Lets notebooks re-run without re-training."""
+    run = Path(cfg.save_root)
+    if reuse and (run / "config.json").is_file() and (run / "metrics.csv").is_file():
+        done = pd.read_csv(run / "metrics.csv")
+        if json.loads((run / "config.json").read_text()) == cfg.to_dict() and len(done) == cfg.num_epoch:
+            print(f"{run}: finished run found, reusing it (reuse=False trains again)")
+            return done
+    return train(cfg, progress=progress)["metrics"]
 
 
 def _save_loss_curves(metrics: pd.DataFrame, path: Path) -> None:

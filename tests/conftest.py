@@ -29,7 +29,7 @@ def smoke_config(DR, save_root, **overrides):
     return make_config("smoke", **values)
 
 
-@pytest.fixture(name="smoke_config")
+@pytest.fixture(name="smoke_config", scope="session")
 def smoke_config_fixture():
     """The helper above, for tests: smoke_config(DR, save_root, **overrides) -> TrainConfig."""
     return smoke_config

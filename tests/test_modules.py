@@ -1,6 +1,7 @@
 """The five modules (spec section 2), template checkpoint compatibility, and the fast paths of
 VideoCVAE proven equal to the template's step-by-step loop."""
 import copy
+import math
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch.nn as nn
 
 from lab4.checkpoint import config_of, dims_from_state_dict, load_model, load_weights
 from lab4.errors import Lab4Error
-from lab4.model import VideoCVAE
+from lab4.model import VideoCVAE, cvae_loss, kl_divergence
 from lab4.modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
 
 SMALL = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24)
@@ -62,6 +63,26 @@ def test_gaussian_predictor_splits_mu_then_logvar_and_samples_with_eps():
     torch.testing.assert_close(mu, raw[:, :4])
     torch.testing.assert_close(logvar, raw[:, 4:])
     torch.testing.assert_close(z, mu + torch.exp(0.5 * logvar) * eps)
+
+
+def test_kl_divergence_by_hand():
+    mu = torch.ones(2, 4, 3, 5)                 # 2 frames of 60 latent elements
+    logvar = torch.zeros(2, 4, 3, 5)            # KL per element = 0.5 * mu^2 = 0.5
+    assert kl_divergence(mu, logvar, "sum").item() == pytest.approx(30.0)    # summed per frame
+    assert kl_divergence(mu, logvar, "mean").item() == pytest.approx(0.5)
+    assert kl_divergence(torch.zeros(2, 4, 3, 5), torch.zeros(2, 4, 3, 5)).item() == 0.0
+    logvar = torch.full((1, 1, 1, 1), 2.0)      # 0.5 * (e^2 - 1 - 2) with mu = 0
+    assert kl_divergence(torch.zeros(1, 1, 1, 1), logvar).item() == pytest.approx(0.5 * (math.e ** 2 - 3))
+
+
+def test_cvae_loss_is_mse_plus_beta_kl():
+    x_hat, x = torch.full((1, 2, 3, 4, 4), 0.5), torch.zeros(1, 2, 3, 4, 4)
+    mu, logvar = torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)             # KL = 2 per frame
+    loss, mse, kl = cvae_loss(x_hat, x, mu, logvar, beta=0.1)
+    assert (mse.item(), kl.item()) == pytest.approx((0.25, 2.0))
+    assert loss.item() == pytest.approx(0.25 + 0.1 * 2.0)
+    with pytest.raises(ValueError, match="--kl_reduction"):
+        kl_divergence(mu, logvar, "max")
 
 
 # ---- template checkpoints --------------------------------------------------------------------

@@ -1,0 +1,359 @@
+"""Training-step benchmark: full model dims (F128/L32/N12/D192), B=2, T=16, fp32, on the CPU.
+
+    python benchmarks/bench_train.py [--quick] [--repeats 3] [--no-options] [--with-compile] [--json F]
+
+Reference: the template's training_one_step (benchmarks/reference.py): per-time-step loop, the
+current and the previous frame encoded by separate calls, then loss, backward, clip, Adam step.
+Ours: VideoCVAE.forward (batched) + cvae_loss + the same backward, clip and Adam step, as
+lab4.train does. Both with teacher forcing on and off. Reported: frames/s (B x T sequence frames
+per second), the step's FLOPs (torch.utils.flop_counter.FlopCounterMode, counted on the warm-up
+step) and achieved GFLOP/s next to the machine's fp32 matmul GFLOP/s (median torch.mm 2048^2).
+Then cheap options on ours (teacher forcing on): mkldnn off, channels_last, thread counts, bf16
+autocast, mkldnn implicit-bf16 convolutions, torch.compile (with --with-compile), and a
+torch.profiler table of the top operators by self CPU time.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep torch.profiler quiet
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import PeakRSS, add_common_args, median, ratio, stamp, write_json, BENCH512, BENCH_QUICK  # noqa: E402
+from reference import template_train_step  # noqa: E402
+
+from lab4.model import VideoCVAE, cvae_loss  # noqa: E402
+
+FULL_DIMS = dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
+QUICK_DIMS = dict(F_dim=32, L_dim=16, N_dim=4, D_out_dim=48)
+TARGET_RATIO, TARGET_CEILING = 1.3, 0.75
+
+
+# ---- inputs and steps ----------------------------------------------------------------------
+def inputs(B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """B training sequences of T frames: real frames of the benchmark dataset when it exists
+    (decoded directly from its PNGs), else uniform noise. (B, T, 3, 32, 64) each."""
+    from lab4.data import list_frames, label_path, load_frame
+    for root in (BENCH512, BENCH_QUICK):
+        folder = root / "train" / "train_img"
+        if folder.is_dir():
+            paths = list_frames(folder)[:B * T]
+            if len(paths) == B * T:
+                x = torch.stack([torch.from_numpy(load_frame(p)) for p in paths]).float() / 255
+                p = torch.stack([torch.from_numpy(load_frame(label_path(q))) for q in paths]).float() / 255
+                return x.view(B, T, 3, 32, 64), p.view(B, T, 3, 32, 64)
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(B, T, 3, 32, 64, generator=g), torch.rand(B, T, 3, 32, 64, generator=g)
+
+
+def new_model(dims: dict, channels_last: bool = False):
+    torch.manual_seed(0)
+    model = VideoCVAE(**dims).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def ours_step(model, opt, x, p, tf: bool, autocast=None) -> float:
+    """What lab4.train does per step (forward under autocast when asked, loss in fp32)."""
+    with autocast if autocast is not None else contextlib.nullcontext():
+        x_hat, mu, logvar = model(x, p, tf)
+    loss, _, _ = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta=1.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+def ref_step(model, opt, x, p, tf: bool) -> float:
+    return template_train_step(model, opt, x, p, tf, beta=1.0)
+
+
+def count_flops(step) -> tuple[float, float]:
+    """Run `step` once under FlopCounterMode: (FLOPs, seconds). Doubles as the warm-up."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        t0 = time.perf_counter()
+        step()
+        dt = time.perf_counter() - t0
+    return float(fc.get_total_flops()), dt
+
+
+def timed(step, repeats: int) -> tuple[list[float], float]:
+    times, peak = [], 0.0
+    for _ in range(repeats):
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        peak = max(peak, mem.mib)
+    return times, peak
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> dict:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        torch.mm(a, b)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        ts.append(time.perf_counter() - t0)
+    return {"n": n, "threads": torch.get_num_threads(), "median_s": median(ts),
+            "gflops": 2 * n ** 3 / median(ts) / 1e9, "best_gflops": 2 * n ** 3 / min(ts) / 1e9}
+
+
+# ---- the comparison -------------------------------------------------------------------------
+def compare(dims, x, p, tf: bool, repeats: int, log=print) -> dict:
+    """Reference and ours back to back, alternating step by step (load drift hits both)."""
+    B, T = x.shape[:2]
+    rm, ro = new_model(dims)
+    om, oo = new_model(dims)
+    res = {}
+    for name, step in (("reference", lambda: ref_step(rm, ro, x, p, tf)),
+                       ("ours", lambda: ours_step(om, oo, x, p, tf))):
+        flops, warm = count_flops(step)
+        res[name] = {"flops": flops, "warmup_s": warm, "times": []}
+    peaks = {"reference": 0.0, "ours": 0.0}
+    for _ in range(repeats):
+        for name, step in (("reference", lambda: ref_step(rm, ro, x, p, tf)),
+                           ("ours", lambda: ours_step(om, oo, x, p, tf))):
+            ts, pk = timed(step, 1)
+            res[name]["times"] += ts
+            peaks[name] = max(peaks[name], pk)
+    for name, r in res.items():
+        t = median(r["times"])
+        r.update(step_s=t, frames_per_s=B * T / t, gflops=r["flops"] / t / 1e9, peak_rss_mib=peaks[name])
+    res["ratio"] = ratio(res["ours"]["frames_per_s"], res["reference"]["frames_per_s"])
+    log(f"[train] teacher forcing {'on ' if tf else 'off'}: reference {res['reference']['step_s']:.2f} s/step "
+        f"({res['reference']['frames_per_s']:.2f} frames/s, {res['reference']['flops'] / 1e9:.0f} GFLOP, "
+        f"{res['reference']['gflops']:.1f} GFLOP/s) | ours {res['ours']['step_s']:.2f} s/step "
+        f"({res['ours']['frames_per_s']:.2f} frames/s, {res['ours']['flops'] / 1e9:.0f} GFLOP, "
+        f"{res['ours']['gflops']:.1f} GFLOP/s) | RATIO {res['ratio']:.2f}x", flush=True)
+    return res
+
+
+# ---- options --------------------------------------------------------------------------------
+def option_specs(with_compile: bool, nproc: int):
+    """(name, description, changes numerics?, setup) where setup() -> (model, opt, step kwargs, ctx)."""
+    specs = [
+        ("baseline", "fp32, NCHW, mkldnn on, %d threads" % nproc, False, {}),
+        ("mkldnn_off", "torch.backends.mkldnn.flags(enabled=False)", False, {"mkldnn": False}),
+        ("channels_last", "model and inputs in torch.channels_last", False, {"channels_last": True}),
+        ("channels_last_pose_nchw", "channels_last, except the pose encoder and pose inputs (NCHW)", False,
+         {"channels_last": True, "label_nchw": True}),
+        ("threads_1", "torch.set_num_threads(1)", False, {"threads": 1}),
+    ]
+    if nproc > 2:
+        specs.append((f"threads_{nproc // 2}", f"torch.set_num_threads({nproc // 2})", False, {"threads": nproc // 2}))
+    specs += [
+        ("bf16_autocast", "torch.autocast('cpu', torch.bfloat16) around the forward", True, {"bf16": True}),
+        ("bf16_autocast_channels_last", "bf16 autocast + channels_last (pose path NCHW)", True,
+         {"bf16": True, "channels_last": True, "label_nchw": True}),
+        ("mkldnn_conv_bf16", "torch.backends.mkldnn.conv.fp32_precision = 'bf16' (implicit bf16 convolutions)",
+         True, {"conv_bf16": True}),
+    ]
+    if with_compile:
+        specs.append(("compile", "torch.compile(model) (inductor, CPU)", False, {"compile": True}))
+    return specs
+
+
+def channels_last_inputs(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) whose frames are channels_last (what model.encode_frames reshapes to)."""
+    return x.reshape(-1, *x.shape[-3:]).contiguous(memory_format=torch.channels_last).view(x.shape)
+
+
+def run_option(dims, x, p, kw: dict, repeats: int) -> dict:
+    threads0 = torch.get_num_threads()
+    prec0 = torch.backends.mkldnn.conv.fp32_precision
+    model, opt = new_model(dims, kw.get("channels_last", False))
+    if kw.get("channels_last"):
+        x = channels_last_inputs(x)
+        if kw.get("label_nchw"):
+            # VideoCVAE.encode_labels views the pose features (B*T, C, H, W) as (B, T*C, H, W),
+            # which a channels_last tensor cannot do: keep the pose path in NCHW.
+            model.label_transformation.to(memory_format=torch.contiguous_format)
+        else:
+            p = channels_last_inputs(p)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if kw.get("bf16") else None
+    fwd = torch.compile(model) if kw.get("compile") else model
+    ctx = torch.backends.mkldnn.flags(enabled=False) if kw.get("mkldnn") is False else contextlib.nullcontext()
+    try:
+        if "threads" in kw:
+            torch.set_num_threads(kw["threads"])
+        if kw.get("conv_bf16"):
+            torch.backends.mkldnn.conv.fp32_precision = "bf16"
+        with ctx:
+            step = lambda: ours_step(fwd, opt, x, p, True, autocast)
+            t0 = time.perf_counter()
+            loss0 = step()
+            warm = time.perf_counter() - t0
+            times, peak = timed(step, repeats)
+    except Exception as e:  # noqa: BLE001  (an option that fails here is reported, not fatal)
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    finally:
+        torch.set_num_threads(threads0)
+        torch.backends.mkldnn.conv.fp32_precision = prec0
+    return {"step_s": median(times), "times": times, "warmup_s": warm, "first_loss": loss0, "peak_rss_mib": peak}
+
+
+def run_options(dims, x, p, repeats: int, with_compile: bool, flops: float, log=print) -> list[dict]:
+    out, base = [], None
+    for name, desc, numerics, kw in option_specs(with_compile, os.cpu_count() or 1):
+        r = run_option(dims, x, p, kw, repeats)
+        r.update(name=name, description=desc, changes_numerics=numerics)
+        if "error" in r:
+            log(f"[train] option {name}: failed ({r['error']})", flush=True)
+        else:
+            base = base or r["step_s"]
+            r["speedup_vs_baseline"] = base / r["step_s"]
+            r["gflops"] = flops / r["step_s"] / 1e9
+            extra = f", warm-up/compile {r['warmup_s']:.0f} s" if name == "compile" else ""
+            log(f"[train] option {name:<28} {r['step_s']:.2f} s/step  x{r['speedup_vs_baseline']:.2f} vs baseline"
+                f"{' (changes numerics)' if numerics else ''}{extra}", flush=True)
+        out.append(r)
+    return out
+
+
+# ---- profile -------------------------------------------------------------------------------
+CATEGORIES = [  # (category, substrings of aten op names); first match wins
+    ("convolution (bwd)", ("convolution_backward", "convolutionbackward")),
+    ("convolution (fwd)", ("mkldnn_convolution", "_convolution", "aten::convolution", "conv2d", "thnn_conv", "_slow_conv")),
+    ("optimizer (Adam, clip)", ("_foreach", "adam", "norm", "clamp", "_fused", "sqrt", "lerp", "addcdiv", "addcmul")),
+    ("elementwise", ("leaky_relu", "mul", "add", "sub", "div", "exp", "sigmoid", "pow", "where", "fill", "zero",
+                     "mse_loss", "sum", "mean", "neg", "batch_norm", "native_batch_norm", "var", "rsub", "threshold")),
+    ("memory (copy, cat, pad)", ("copy", "cat", "clone", "contiguous", "reflection_pad", "empty", "stack", "as_strided",
+                                 "split", "chunk", "slice", "view", "reshape", "select", "narrow", "unsafe", "to", "repeat")),
+]
+
+
+def categorize(name: str) -> str:
+    n = name.lower()
+    for cat, keys in CATEGORIES:
+        if any(k in n for k in keys):
+            return cat
+    return "other"
+
+
+def profile_step(dims, x, p, tf: bool = True, top: int = 15) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+    model, opt = new_model(dims)
+    ours_step(model, opt, x, p, tf)                                   # warm-up
+    with FlopCounterMode(display=False) as fc:
+        ours_step(model, opt, x, p, tf)
+    counts = {str(k): v for k, v in fc.get_flop_counts().get("Global", {}).items()}
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        ours_step(model, opt, x, p, tf)
+        wall = time.perf_counter() - t0
+    # self times of leaf ops only (skip autograd wrappers, whose self time is their overhead)
+    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in ev)
+    ev.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    rows = [{"op": e.key, "self_cpu_ms": e.self_cpu_time_total / 1e3, "pct": 100 * e.self_cpu_time_total / total,
+             "calls": e.count, "category": categorize(e.key)} for e in ev[:top]]
+    cats: dict[str, float] = {}
+    for e in ev:
+        c = categorize(e.key)
+        cats[c] = cats.get(c, 0.0) + e.self_cpu_time_total / 1e3
+    conv_fwd_flops = sum(v for k, v in counts.items() if k.endswith("convolution"))
+    conv_bwd_flops = sum(v for k, v in counts.items() if "backward" in k)
+    res = {"teacher_forcing": tf, "wall_s": wall, "total_self_cpu_ms": total / 1e3, "top": rows,
+           "categories_ms": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
+           "flops_by_op": counts, "conv_fwd_flops": conv_fwd_flops, "conv_bwd_flops": conv_bwd_flops}
+    fwd_ms, bwd_ms = cats.get("convolution (fwd)", 0.0), cats.get("convolution (bwd)", 0.0)
+    res["conv_fwd_gflops"] = conv_fwd_flops / (fwd_ms / 1e3) / 1e9 if fwd_ms else float("nan")
+    res["conv_bwd_gflops"] = conv_bwd_flops / (bwd_ms / 1e3) / 1e9 if bwd_ms else float("nan")
+    res["layer_shapes"] = conv_layer_table(dims, x.shape[0] * (x.shape[1] - 1))
+    return res
+
+
+def conv_layer_table(dims, batch: int, repeats: int = 3) -> list[dict]:
+    """Forward GFLOP/s of the model's convolution kinds at the training batch (B*(T-1) frames):
+    why the whole step runs far below the matmul ceiling."""
+    import torch.nn as nn
+    kinds = [("3x3 conv 172->43 (Decoder_Fusion RB)", nn.Conv2d(172, 43, 3, padding=1)),
+             ("3x3 conv 86->86 (Decoder_Fusion RB)", nn.Conv2d(86, 86, 3, padding=1)),
+             ("1x1 conv 172->688 (ConvFFN)", nn.Conv2d(172, 688, 1)),
+             ("1x1 conv 24->96 (ConvFFN, Generator tail)", nn.Conv2d(24, 96, 1)),
+             ("depthwise 3x3, 172 ch", nn.Conv2d(172, 172, 3, padding=1, groups=172)),
+             ("3x3 conv 3->16 (RGB_Encoder head)", nn.Conv2d(3, 16, 3, padding=1))]
+    if dims != FULL_DIMS:
+        kinds = kinds[2:3]
+    out = []
+    with torch.no_grad():
+        for name, conv in kinds:
+            xin = torch.randn(batch, conv.in_channels, 32, 64)
+            fl = 2 * batch * 32 * 64 * conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size[0] ** 2
+            ts = []
+            conv(xin)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                conv(xin)
+                ts.append(time.perf_counter() - t0)
+            out.append({"layer": name, "gflop": fl / 1e9, "gflops": fl / median(ts) / 1e9})
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(ap)
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after 1 warm-up)")
+    ap.add_argument("--opt-repeats", type=int, default=2, help="timed steps per option (after 1 warm-up)")
+    ap.add_argument("--no-options", action="store_true", help="skip the options sweep")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--with-compile", action="store_true", help="also try torch.compile (minutes of compiling)")
+    a = ap.parse_args(argv)
+    dims = QUICK_DIMS if a.quick else FULL_DIMS
+    B, T = 2, (4 if a.quick else 16)
+    x, p = inputs(B, T)
+    mm = matmul_gflops(1024 if a.quick else 2048)
+    mm1 = None
+    if torch.get_num_threads() > 1:
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        mm1 = matmul_gflops(1024 if a.quick else 2048, 5)
+        torch.set_num_threads(n)
+    print(f"[train] dims {dims}, B={B}, T={T}, fp32, {torch.get_num_threads()} threads; matmul ceiling "
+          f"{mm['gflops']:.0f} GFLOP/s (torch.mm {mm['n']}^2, median)"
+          + (f", {mm1['gflops']:.0f} GFLOP/s on 1 thread" if mm1 else ""), flush=True)
+    res = {"section": "train", **stamp(), "quick": a.quick, "dims": dims, "B": B, "T": T,
+           "threads": torch.get_num_threads(), "matmul": mm, "matmul_1thread": mm1,
+           "targets": {"ratio": TARGET_RATIO, "ceiling_fraction": TARGET_CEILING}}
+    for tf in (True, False):
+        r = compare(dims, x, p, tf, a.repeats)
+        r["ours"]["ceiling_fraction"] = r["ours"]["gflops"] / mm["gflops"]
+        r["reference"]["ceiling_fraction"] = r["reference"]["gflops"] / mm["gflops"]
+        r["met_ratio"] = bool(r["ratio"] >= TARGET_RATIO)
+        r["met_ceiling"] = bool(r["ours"]["ceiling_fraction"] >= TARGET_CEILING)
+        res["tf_on" if tf else "tf_off"] = r
+        print(f"[train]   ours at {100 * r['ours']['ceiling_fraction']:.0f}% of the matmul ceiling "
+              f"(target {100 * TARGET_CEILING:.0f}%: {'met' if r['met_ceiling'] else 'NOT met'}); ratio target "
+              f">= {TARGET_RATIO}x: {'met' if r['met_ratio'] else 'NOT met'}; peak RSS reference "
+              f"{r['reference']['peak_rss_mib']:.0f} MiB, ours {r['ours']['peak_rss_mib']:.0f} MiB", flush=True)
+    if not a.no_profile:
+        prof = profile_step(dims, x, p)
+        res["profile"] = prof
+        print("[train] profile of ours (teacher forcing on), self CPU time by category: "
+              + ", ".join(f"{k} {v:.0f} ms" for k, v in prof["categories_ms"].items()), flush=True)
+        print(f"[train]   convolutions alone: forward {prof['conv_fwd_gflops']:.0f} GFLOP/s, backward "
+              f"{prof['conv_bwd_gflops']:.0f} GFLOP/s; per layer kind (forward, batch {B * (T - 1)}): "
+              + "; ".join(f"{r['layer']} {r['gflops']:.0f}" for r in prof["layer_shapes"]), flush=True)
+    if not a.no_options:
+        res["options"] = run_options(dims, x, p, a.opt_repeats, a.with_compile, res["tf_on"]["ours"]["flops"])
+    if a.json:
+        write_json(a.json, res)
+    return res
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

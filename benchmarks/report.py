@@ -1,0 +1,305 @@
+"""Render benchmarks/results.json as benchmarks/RESULTS.md (called by run_all.py;
+`python benchmarks/run_all.py --report-only` re-renders without measuring)."""
+from __future__ import annotations
+
+import math
+
+NA = "n/a"
+
+
+def _f(x, fmt="{:.2f}"):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return NA
+    return fmt.format(x)
+
+
+def _met(flag) -> str:
+    return NA if flag is None else ("**met**" if flag else "**NOT met**")
+
+
+def _load(sec: dict) -> str:
+    la = sec.get("load_avg_1_5_15") or []
+    return f"load average {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f} (1/5/15 min)" if len(la) == 3 else "load n/a"
+
+
+def _when(sec: dict) -> str:
+    return f"measured {sec.get('date', '?')}, {_load(sec)}" + (", QUICK sizes" if sec.get("quick") else "")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _ok(sec) -> bool:
+    return isinstance(sec, dict) and "error" not in sec
+
+
+# ---- summary ------------------------------------------------------------------------------
+def summary_rows(doc: dict) -> list[list[str]]:
+    S = doc.get("sections", {})
+    rows = []
+    ld = S.get("loader")
+    if _ok(ld):
+        rows.append(["1. Loader: 16-frame sequences/s (512x1024 PNGs)", f"{ld['reference']['seq_per_s']:.2f} seq/s",
+                     f"{ld['ours']['seq_per_s']:.0f} seq/s", f"{ld['ratio']:.0f}x", f">= {ld['target_ratio']:.0f}x",
+                     _met(ld["met"])])
+    tr = S.get("train")
+    if _ok(tr):
+        for key, label in (("tf_on", "on"), ("tf_off", "off")):
+            r = tr.get(key)
+            if not r:
+                continue
+            rows.append([f"2. Training step, teacher forcing {label}: frames/s", f"{r['reference']['frames_per_s']:.2f}",
+                         f"{r['ours']['frames_per_s']:.2f}", f"{r['ratio']:.2f}x", f">= {tr['targets']['ratio']}x",
+                         _met(r["met_ratio"])])
+            rows.append([f"2. Training step, teacher forcing {label}: % of matmul ceiling",
+                         f"{100 * r['reference']['ceiling_fraction']:.0f}%", f"{100 * r['ours']['ceiling_fraction']:.0f}%",
+                         "-", f">= {100 * tr['targets']['ceiling_fraction']:.0f}%", _met(r["met_ceiling"])])
+    ro = S.get("rollout")
+    if _ok(ro):
+        ex = ro["extrapolated"]
+        rows.append([f"3. Rollout 5x{ex['frames']} to submission.csv (extrapolated from {ro['prefix_frames']} frames)",
+                     f"{ex['reference_s']:.0f} s", f"{ex['ours_s']:.0f} s", f"{ro['ratio']:.2f}x",
+                     f">= {ro['target_ratio']}x", _met(ro["met"])])
+    sf = S.get("synth_full")
+    if _ok(sf):
+        rows.append(["4. lab4-synth --preset full", "-", f"{sf['total_s']:.0f} s on {sf['workers']} workers", "-",
+                     "<= 600 s, all cores", _met(sf["met"])])
+    else:
+        rows.append(["4. lab4-synth --preset full", "-", "not run (needs --with-full-synth)", "-", "<= 600 s", NA])
+    gp = S.get("gpu")
+    if gp and gp.get("skipped", True):
+        rows.append(["5. GPU epoch time", "-", "not measured (no CUDA device)", "-", "-", "not measured"])
+    elif _ok(gp):
+        best = max((c.get("ratio_vs_reference", 0) for c in gp["configs"]), default=0)
+        rows.append(["5. GPU epoch time (best of ours)", f"{gp['configs'][0]['epoch_s']:.0f} s", "see section 5",
+                     f"{best:.1f}x", "-", "(no target)"])
+    return rows
+
+
+# ---- sections -----------------------------------------------------------------------------
+def _machine(doc) -> str:
+    m = doc.get("machine", {})
+    lr = doc.get("last_run", {})
+    return "\n".join([
+        f"- Machine: {m.get('nproc')} cores, {m.get('cpu_model')} ({m.get('cpu_capability')}; {m.get('cpu_flags')}), "
+        f"{m.get('ram_gib')} GiB RAM, {m.get('platform')}; CUDA: {m.get('cuda') or 'none'}",
+        f"- Versions: Python {m.get('python')}, torch {m.get('torch')}, torchvision {m.get('torchvision')}, "
+        f"numpy {m.get('numpy')}, Pillow {m.get('pillow')}; torch intra-op threads {m.get('torch_threads')}",
+        f"- Last run: {lr.get('date')} (sections {', '.join(lr.get('sections', []))}), `{doc.get('command')}` "
+        f"(`make bench`), {(lr.get('wall_s') or 0) / 60:.1f} min; load average before {lr.get('load_avg_before')}, "
+        f"after {lr.get('load_avg_after')}",
+    ])
+
+
+def _loader(ld) -> str:
+    ref, ours, cb = ld["reference"], ld["ours"], ld["cache_build"]
+    ds = ld["dataset"]
+    rows = [["reference: template Dataset (PIL open + Resize((32, 64)) + ToTensor per item), "
+             f"DataLoader(batch_size=2, shuffle=True, num_workers={ref['num_workers']})",
+             f"{ref['seq_per_s']:.2f}", ", ".join(f"{v:.2f}" for v in ref["runs_seq_per_s"]),
+             f"{ref['peak_rss_mib']:.0f} (+ worker {_f(ref.get('peak_rss_worker_mib'), '{:.0f}')})"],
+            ["ours: SequenceBatches over the warm uint8 cache", f"{ours['seq_per_s']:.0f}",
+             ", ".join(f"{v:.0f}" for v in ours["runs_seq_per_s"]), f"{ours['peak_rss_mib']:.0f}"]]
+    return "\n".join([
+        "## 1. Loader", "",
+        f"{_when(ld)}. Dataset `{ds['path']}`: `generate_dataset(dir, \"{ds['preset']}\", height={ds['height']}, "
+        f"width={ds['width']})`, {ds['n_train']} train frames (+ labels) at {ds['height']}x{ds['width']}"
+        + (f", generated once in {ds['build_s']:.0f} s" if ds.get("build_s") else "") + ". "
+        f"Reference: median of {len(ref['runs_seq_per_s'])} runs of {ref['batches_per_run']} batches after a 2-batch "
+        f"warm-up (worker start-up {ref['warmup_s']:.1f} s excluded); ours: median of {len(ours['runs_seq_per_s'])} "
+        "epochs after a warm-up epoch.", "",
+        _table(["", "sequences/s (median)", "runs", "peak RSS MiB"], rows), "",
+        f"**Ratio ours / reference: {ld['ratio']:.0f}x** (target >= {ld['target_ratio']:.0f}x: {_met(ld['met'])}).", "",
+        f"One-time cache build (decode + resize all {cb['pngs']} train PNGs, {cb['workers']} worker processes): "
+        f"**{cb['cold_s']:.1f} s** ({cb['pngs_per_s']:.0f} PNG/s, {cb['cache_mib']:.0f} MiB cache, peak RSS "
+        f"{cb['peak_rss_mib']:.0f} MiB); later runs load it in {cb['warm_load_s'] * 1e3:.0f} ms. The build costs as much "
+        f"as {ld['cache_breakeven_sequences']:.0f} reference sequences, i.e. it pays for itself within the first epoch "
+        f"and every epoch after that is free of PNG decoding.",
+    ])
+
+
+def _train(tr) -> str:
+    mm = tr["matmul"]
+    parts = ["## 2. Training step", "",
+             f"{_when(tr)}. Dims {tr['dims']}, B={tr['B']}, T={tr['T']}, fp32, {tr['threads']} intra-op threads. "
+             f"Frames/s = B x T sequence frames per second. Median of {len(tr['tf_on']['ours']['times'])} timed steps "
+             "per configuration after a warm-up step (the warm-up runs under FlopCounterMode, which counts the step's "
+             "FLOPs: forward + backward convolutions); reference and ours alternate step by step. "
+             f"Matmul ceiling: torch.mm {mm['n']}x{mm['n']} fp32, median **{mm['gflops']:.0f} GFLOP/s** "
+             f"(best {mm['best_gflops']:.0f})"
+             + (f"; {tr['matmul_1thread']['gflops']:.0f} GFLOP/s on one thread" if tr.get("matmul_1thread") else "")
+             + ".", ""]
+    rows = []
+    for key, label in (("tf_on", "on"), ("tf_off", "off")):
+        r = tr[key]
+        for name in ("reference", "ours"):
+            x = r[name]
+            rows.append([f"TF {label}", name, f"{x['step_s']:.2f}", f"{x['frames_per_s']:.2f}", f"{x['flops'] / 1e9:.0f}",
+                         f"{x['gflops']:.1f}", f"{100 * x['ceiling_fraction']:.0f}%", f"{x['peak_rss_mib']:.0f}",
+                         f"**{r['ratio']:.2f}x**" if name == "ours" else ""])
+    parts += [_table(["teacher forcing", "", "s/step", "frames/s", "GFLOP/step", "GFLOP/s", "of ceiling",
+                      "peak RSS MiB", "ratio"], rows), ""]
+    on, off = tr["tf_on"], tr["tf_off"]
+    parts.append(f"Targets: ratio >= {tr['targets']['ratio']}x: teacher forcing on {_met(on['met_ratio'])}, off "
+                 f"{_met(off['met_ratio'])}; >= {100 * tr['targets']['ceiling_fraction']:.0f}% of the matmul ceiling: on "
+                 f"{_met(on['met_ceiling'])}, off {_met(off['met_ceiling'])}. The training mix follows the teacher-forcing "
+                 "ratio: at tfr = 1 every step is the 'on' row, at tfr = 0 the 'off' row.")
+    if tr.get("options"):
+        parts += ["", "### Cheap options (ours, teacher forcing on; median of the timed steps after one warm-up)", ""]
+        rows = []
+        for o in tr["options"]:
+            if "error" in o:
+                rows.append([o["name"], o["description"], "failed", "-", "-", o["error"]])
+            else:
+                rows.append([o["name"], o["description"], f"{o['step_s']:.2f}", f"x{o['speedup_vs_baseline']:.2f}",
+                             f"{o['gflops']:.1f}", ("changes numerics" if o["changes_numerics"] else "same maths")
+                             + (f"; first step incl. compile {o['warmup_s']:.0f} s" if o["name"] == "compile" else "")])
+        parts.append(_table(["option", "what", "s/step", "vs baseline", "GFLOP/s (fp32-equivalent)", "note"], rows))
+    if tr.get("profile"):
+        parts += ["", _profile(tr)]
+    return "\n".join(parts)
+
+
+def _profile(tr) -> str:
+    pr = tr["profile"]
+    total = pr["total_self_cpu_ms"]
+    rows = [[r["op"], f"{r['self_cpu_ms']:.0f}", f"{r['pct']:.1f}%", r["calls"], r["category"]] for r in pr["top"]]
+    cats = [[k, f"{v:.0f}", f"{100 * v / total:.1f}%"] for k, v in pr["categories_ms"].items()]
+    conv_ms = pr["categories_ms"].get("convolution (fwd)", 0) + pr["categories_ms"].get("convolution (bwd)", 0)
+    conv_share = conv_ms / total if total else float("nan")
+    mm = tr["matmul"]["gflops"]
+    layer = pr.get("layer_shapes", [])
+    lay_rows = [[r["layer"], f"{r['gflop']:.2f}", f"{r['gflops']:.0f}", f"{100 * r['gflops'] / mm:.0f}%"] for r in layer]
+    txt = [f"### Where the time goes: torch.profiler, one step of ours (teacher forcing on), self CPU time", "",
+           f"Total self CPU time {total:.0f} ms (wall {pr['wall_s']:.2f} s under the profiler).", "",
+           _table(["operator", "self CPU ms", "share", "calls", "category"], rows), "",
+           _table(["category", "self CPU ms", "share"], cats), ""]
+    if lay_rows:
+        txt += [f"Forward GFLOP/s of single convolutions of this model at the training batch "
+                f"({tr['B'] * (tr['T'] - 1)} frames of 32x64), same machine:", "",
+                _table(["convolution", "GFLOP", "GFLOP/s", "of matmul ceiling"], lay_rows), ""]
+    txt += ["**Why the step is far from the matmul ceiling.** "
+            f"Convolutions take {100 * conv_share:.0f}% of the step's CPU time, and even they run at "
+            f"{_f(pr['conv_fwd_gflops'], '{:.0f}')} GFLOP/s forward and {_f(pr['conv_bwd_gflops'], '{:.0f}')} GFLOP/s "
+            f"backward against a {mm:.0f} GFLOP/s matmul: the layers are thin (3 to 192 channels) on 32x64 maps, so "
+            "each oneDNN call is a small GEMM with a short reduction dimension (K = C_in or 9 C_in), a depthwise 3x3 "
+            "(no reuse at all), or a 3-channel input layer; the backward pass computes two such products per layer "
+            "(input and weight gradients) plus layout reorders. The remaining time is memory-bound work with no FLOPs "
+            "counted: LeakyReLU, the ConvFFN gate multiply, residual adds, concatenations and chunks, the sigmoid, "
+            "their backward passes, and the Adam update over 1.59 M parameters. None of this is a matmul-shaped "
+            "problem, so 75% of the matmul ceiling is not a realistic target for this architecture on a CPU; the "
+            "achievable gains are batching (done), fewer passes over memory (fusion: torch.compile), and lower "
+            "precision (bf16) where the numerics may change."]
+    return "\n".join(txt)
+
+
+def _rollout(ro) -> str:
+    ex = ro["extrapolated"]
+    rl, ol = ro["reference_load"], ro["ours_load"]
+    rr, orr = ro["reference_rollout"], ro["ours_rollout"]
+    rw, ow = ro["reference_write"], ro["ours_write"]
+    n = ex["frames"]
+    rows = [["load the test split", f"{rl['s']:.1f} s (PNG decode, {rl['num_workers']} workers)",
+             f"{ol['warm_s'] * 1e3:.0f} ms (warm cache)", f"{rl['s'] / ol['warm_s']:.0f}x"],
+            [f"rollout, {ro['prefix_frames']} frames x 5 sequences (median of {len(rr['runs_s'])})",
+             f"{rr['prefix_s']:.2f} s", f"{orr['prefix_s']:.2f} s", f"{ro['rollout_ratio']:.2f}x"],
+            ["  per generated frame (all 5 sequences)", f"{rr['per_frame_s']:.3f} s", f"{orr['per_frame_s']:.3f} s", ""],
+            ["write submission.csv (3,150 rows)", f"{rw['s']:.1f} s", f"{ow['s']:.1f} s", f"{rw['s'] / ow['s']:.2f}x"],
+            [f"**end to end, {n} frames, EXTRAPOLATED**", f"**{ex['reference_s']:.0f} s**", f"**{ex['ours_s']:.0f} s**",
+             f"**{ex['ratio']:.2f}x**"],
+            ["  ours including its one-time cache build", "", f"{ex['ours_with_cold_cache_s']:.0f} s",
+             f"{ex['ratio_with_cold_cache']:.2f}x"],
+            ["peak RSS (rollout)", f"{rr['peak_rss_mib']:.0f} MiB", f"{orr['peak_rss_mib']:.0f} MiB", ""]]
+    txt = ["## 3. Rollout to submission.csv", "",
+           f"{_when(ro)}. Full dims {ro['dims']}, {ro['threads']} threads, no GIFs on either side. Reference: template "
+           "test loader (PNG decode per item), one sequence at a time, per-step loop (encode pose, encode previous "
+           "frame, draw z, decode) under torch.no_grad(), pandas CSV. Ours: `load_split` (warm cache) + `predict_test` "
+           "+ `write_test_outputs(gifs=False)`. A full CPU rollout takes minutes per side, so both roll out the first "
+           f"**{ro['prefix_frames']} frames** of all 5 sequences (after a 2-frame warm-up) and the {n}-frame totals are "
+           f"**extrapolated** = load + per-frame time x {n} + CSV write (load and write measured in full). "
+           f"Reference and ours agree on the prefix to {ro['max_abs_diff_prefix']:.1e} (same seeds, same noise); the two "
+           f"CSV writers produce byte-identical files: {ow['identical_csv']}.", "",
+           _table(["step", "reference", "ours", "ratio"], rows), "",
+           f"**Ratio (end to end, extrapolated): {ro['ratio']:.2f}x** (target >= {ro['target_ratio']}x on CPU: "
+           f"{_met(ro['met'])}); the rollout loop alone: {ro['rollout_ratio']:.2f}x."]
+    if ro.get("ours_full_measured"):
+        f = ro["ours_full_measured"]
+        txt.append(f"\nOurs measured end to end over all {n} frames (`--full-rollout`): {f['s']:.0f} s "
+                   f"(extrapolation said {ex['ours_s']:.0f} s), peak RSS {f['peak_rss_mib']:.0f} MiB.")
+    return "\n".join(txt)
+
+
+def _synth(S) -> str:
+    txt = ["## 4. Synthetic data generation", ""]
+    rows = []
+    for key in ("synth_demo", "synth_full"):
+        s = S.get(key)
+        if not s:
+            continue
+        if "error" in s:
+            rows.append([key, "error", s["error"], "", "", "", "", ""])
+            continue
+        rows.append([f"`lab4-synth --preset {s['preset']}` ({s.get('height')}x{s.get('width')})", s.get("date", "?")[:16],
+                     f"{s['total_s']:.1f} s", f"{s['frames_per_s']:.0f}", f"{s['frames']} / {s['pngs']}",
+                     f"{s['workers']} of {s['cores']}", f"{100 * s['core_utilisation']:.0f}%",
+                     f"{s.get('peak_rss_mib', 0):.0f} / {s.get('peak_rss_worker_mib', 0):.0f}"])
+    txt.append(_table(["run", "date", "time", "frames/s", "frames / PNGs", "workers", "CPU busy (all cores)",
+                       "peak RSS main / worker MiB"], rows))
+    sf = S.get("synth_full")
+    if _ok(sf):
+        txt.append(f"\nTarget `--preset full` in at most 600 s using every core: {_met(sf['met'])} "
+                   f"({sf['total_s']:.0f} s, {sf['workers']} workers on {sf['cores']} cores, {_load(sf)}).")
+    else:
+        txt.append("\n`--preset full` is timed only with `run_all.py --with-full-synth` (about 6 minutes here); "
+                   "its last figure is kept in results.json once measured.")
+    return "\n".join(txt)
+
+
+def _gpu(gp) -> str:
+    if gp.get("skipped", True):
+        return ("## 5. GPU\n\nNot measured: no CUDA device in this session (`bench_gpu.py` printed "
+                "\"no CUDA device: skipped\" and exited 0). On a GPU machine run `python benchmarks/bench_gpu.py` "
+                "(or `make bench`), which measures the epoch time on the full synthetic dataset: reference at batch 2, "
+                "ours at batch 2, and ours at batch 32 with bf16 autocast + channels_last (`--compile` adds torch.compile), "
+                "with peak GPU memory.")
+    rows = [[c["name"], _f(c.get("step_s", float("nan")) * 1e3, "{:.1f}"), _f(c.get("epoch_s"), "{:.1f}")
+             + (" (extrap.)" if c.get("epoch_extrapolated") else ""), _f(c.get("peak_gpu_mib"), "{:.0f}"),
+             _f(c.get("ratio_vs_reference"), "{:.1f}x"), c.get("error", "")] for c in gp["configs"]]
+    return "\n".join(["## 5. GPU", "", f"{_when(gp)} on {gp['device_name']}.", "",
+                      _table(["configuration", "ms/step", "epoch s", "peak GPU MiB", "vs reference", "error"], rows)])
+
+
+def render(doc: dict) -> str:
+    if not doc:
+        return "# Benchmarks\n\nNo results yet: run `make bench`.\n"
+    S = doc.get("sections", {})
+    parts = ["# Benchmarks: reference (the template's way) vs ours", "",
+             "Generated by `benchmarks/run_all.py` from `benchmarks/results.json` (do not edit by hand; "
+             "`python benchmarks/run_all.py --report-only` re-renders). Reference implementations: "
+             "`benchmarks/reference.py`, proven equal to the package by `tests/test_benchmarks_reference.py`.", "",
+             _machine(doc), ""]
+    if doc.get("quick"):
+        parts += ["**QUICK RUN: development sizes, not the real figures.**", ""]
+    parts += ["## Summary", "", _table(["benchmark", "reference", "ours", "ratio", "target", "met?"], summary_rows(doc)), ""]
+    for key, fn in (("loader", _loader), ("train", _train), ("rollout", _rollout)):
+        sec = S.get(key)
+        if sec is None:
+            continue
+        if "error" in sec:
+            parts += [f"## {key}", "", f"failed: {sec['error']}", "", "```", sec.get("output_tail", ""), "```", ""]
+        else:
+            parts += [fn(sec), ""]
+    parts += [_synth(S), ""]
+    if S.get("gpu") is not None:
+        parts += [_gpu(S["gpu"]), ""]
+    parts += ["## Notes", "",
+              "- Peak memory is the process's peak RSS from `resource.getrusage` over each phase (the kernel's "
+              "high-water mark is reset between phases through /proc/self/clear_refs); DataLoader and cache-build "
+              "workers are reported separately (largest child).",
+              "- This machine is shared: every section records the load average it ran under. Intra-op threads "
+              "spin-wait for each other, so on a loaded 2-core machine multi-threaded torch ops slow down far more "
+              "than the load suggests; compare figures taken under similar load."]
+    return "\n".join(parts) + "\n"

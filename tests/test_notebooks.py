@@ -1,0 +1,92 @@
+"""The workbook (notebooks/*.ipynb): committed without outputs, numbered 00..05, and every notebook
+honours the LAB4_SMOKE switch right after its parameter cell. Running them is nbval's job
+(`make test` runs `pytest --nbval-lax notebooks/` with LAB4_SMOKE=1)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import lab4
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+EXPECTED = ["00_cvae_derivation", "01_data", "02_kl_annealing", "03_teacher_forcing",
+            "04_psnr_per_frame", "05_kaggle_submission"]
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def test_numbering_00_to_05_present():
+    stems = [p.stem for p in NOTEBOOKS]
+    for name in EXPECTED:
+        assert name in stems, f"notebooks/{name}.ipynb is missing"
+    numbers = sorted(int(m.group(1)) for s in stems if (m := re.match(r"^(\d\d)_", s)))
+    assert numbers[: len(EXPECTED)] == list(range(len(EXPECTED))), numbers
+    assert len(numbers) == len(stems), f"unnumbered notebook(s): {stems}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_without_outputs(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.outputs == [], f"{path.name} cell {i} has outputs: run `make strip`"
+        assert cell.execution_count is None, f"{path.name} cell {i} has an execution count: run `make strip`"
+        extra = set(cell.metadata) - {"tags"}
+        assert not extra, f"{path.name} cell {i} carries metadata {sorted(extra)}: run `make strip`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_title_parameters_then_smoke_switch(path):
+    """Cell 1 is a markdown title; a `parameters`-tagged code cell follows; the very next code
+    cell reads the test switch (lab4.smoke_mode()) and, if on, selects the smoke preset."""
+    cells = _read(path).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# "), \
+        f"{path.name}: the first cell must be a markdown title"
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    i = tagged[0]
+    assert cells[i].cell_type == "code"
+    assert i + 1 < len(cells) and cells[i + 1].cell_type == "code", \
+        f"{path.name}: the cell right after the parameters must be the code cell reading the smoke switch"
+    src = cells[i + 1].source
+    assert re.search(r"^SMOKE\s*=\s*lab4\.smoke_mode\(\)", src, re.M), f"{path.name}: no `SMOKE = lab4.smoke_mode()`"
+    assert re.search(r"^if SMOKE:", src, re.M), f"{path.name}: the smoke switch is read but not acted upon"
+    assert "smoke" in src.split("if SMOKE:", 1)[1], f"{path.name}: smoke mode does not select the smoke preset"
+    assert "print(" in src, f"{path.name}: the smoke cell must print what was chosen"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_no_path_hacks_and_widgets_ignored(path):
+    cells = _read(path).cells
+    for i, c in enumerate(cells):
+        if c.cell_type != "code":
+            continue
+        assert "sys.path" not in c.source, f"{path.name} cell {i}: no sys.path hacks (lab4 is installed)"
+        if "interactive_output" in c.source:
+            assert c.source.startswith("# NBVAL_IGNORE_OUTPUT"), \
+                f"{path.name} cell {i}: a widget cell must start with # NBVAL_IGNORE_OUTPUT"
+
+
+def test_smoke_switch_behaviour(monkeypatch):
+    monkeypatch.setenv(lab4.SMOKE_ENV, "1")
+    assert lab4.smoke_mode() is True
+    cfg = lab4.make_config("smoke")
+    assert (cfg.steps_per_epoch, cfg.val_vi_len, cfg.num_epoch) == (4, 40, 3)
+    assert cfg.F_dim < 128 and cfg.D_out_dim < 192 and cfg.preset == "smoke"
+    for off in ("", "0", "false", "no"):
+        monkeypatch.setenv(lab4.SMOKE_ENV, off)
+        assert lab4.smoke_mode() is False
+    monkeypatch.delenv(lab4.SMOKE_ENV)
+    assert lab4.smoke_mode() is False

@@ -1,0 +1,225 @@
+"""Training on the mini synthetic data with the smoke preset: outputs, checkpoints, exact resume,
+divergence, and the lab4-test / lab4-train command lines."""
+import math
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import lab4.train as train_mod
+from lab4.config import smoke_mode
+from lab4.data import load_split
+from lab4.errors import Lab4Error
+from lab4.infer import main as lab4_test
+from lab4.model import VideoCVAE
+from lab4.score import read_submission
+from lab4.train import main as lab4_train
+from lab4.train import train
+
+QUIET = dict(progress=False, log=lambda *a: None)
+COLUMNS = ["epoch", "loss", "mse", "kl", "beta", "tfr", "lr", "val_psnr"]
+
+
+# ---- a finished smoke run --------------------------------------------------------------------
+def test_metrics_csv_has_one_row_per_epoch(smoke_run):
+    m = pd.read_csv(smoke_run / "metrics.csv")
+    assert set(COLUMNS) <= set(m.columns)
+    assert m["epoch"].tolist() == [1, 2] and m["steps"].tolist() == [3, 3]
+    assert np.isfinite(m[COLUMNS].to_numpy(float)).all()
+    np.testing.assert_allclose(m["loss"], m["mse"] + m["beta"] * m["kl"], rtol=1e-5)
+
+
+def test_outputs_of_a_run(smoke_run):
+    names = {p.name for p in smoke_run.iterdir()}
+    assert {"config.json", "metrics.csv", "last.ckpt", "best.ckpt", "epoch=1.ckpt", "epoch=2.ckpt",
+            "loss_curves.png"} <= names
+    assert (smoke_run / "val" / "psnr_per_frame.csv").is_file()
+
+
+@pytest.mark.parametrize("name", ["last.ckpt", "best.ckpt", "epoch=1.ckpt", "epoch=2.ckpt"])
+def test_checkpoints_load_with_weights_only(smoke_run, name):
+    ckpt = torch.load(smoke_run / name, weights_only=True)
+    assert {"version", "config", "state_dict", "optimizer", "rng", "epoch", "lr", "tfr", "last_epoch"} <= set(ckpt)
+    assert ckpt["version"] == 1
+    assert ckpt["config"]["F_dim"] == 16 and ckpt["config"]["preset"] == "smoke"
+    assert ckpt["optimizer"]["state"]                   # Adam moments are saved
+    if name.startswith("epoch="):
+        assert ckpt["epoch"] == int(name[len("epoch="):-len(".ckpt")])
+
+
+def test_last_checkpoint_is_the_final_epoch(smoke_run):
+    last = torch.load(smoke_run / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["batch_in_epoch"] == 0
+
+
+def test_atomic_writes_leave_no_temp_files(smoke_run):
+    assert not [p for p in smoke_run.rglob("*") if ".tmp" in p.name]
+
+
+# ---- exact resume ----------------------------------------------------------------------------
+RESUME = dict(num_epoch=3, steps_per_epoch=2, train_vi_len=4, val_vi_len=3, tfr=0.5, seed=7)
+
+
+def losses(save_root):
+    return pd.read_csv(save_root / "metrics.csv")[["epoch", "loss", "mse", "kl", "teacher_forced"]]
+
+
+def final_weights(save_root):
+    return torch.load(save_root / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_same_run(a, b):
+    pd.testing.assert_frame_equal(losses(a), losses(b), rtol=0, atol=1e-6)
+    wa, wb = final_weights(a), final_weights(b)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0, msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(mini_data, tmp_path_factory, smoke_config):
+    """An uninterrupted 3-epoch run."""
+    root = tmp_path_factory.mktemp("reference")
+    train(smoke_config(mini_data, root, **RESUME), **QUIET)
+    assert len(losses(root)) == 3
+    return root
+
+
+def test_resume_after_an_epoch_is_exact(reference, mini_data, tmp_path, smoke_config):
+    train(smoke_config(mini_data, tmp_path, **{**RESUME, "num_epoch": 1}), **QUIET)
+    assert len(losses(tmp_path)) == 1
+    cfg = smoke_config(mini_data, tmp_path, **RESUME, ckpt_path=str(tmp_path / "last.ckpt"))
+    train(cfg, **QUIET)
+    assert_same_run(reference, tmp_path)
+
+
+def test_resume_after_ctrl_c_mid_epoch_is_exact(reference, mini_data, tmp_path, smoke_config):
+    def interrupt(epoch, step, loss):
+        if (epoch, step) == (1, 0):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke_config(mini_data, tmp_path, **RESUME), on_step=interrupt, **QUIET)
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch_in_epoch"]) == (1, 1)
+    train(smoke_config(mini_data, tmp_path, **RESUME, ckpt_path=str(tmp_path / "last.ckpt")), **QUIET)
+    assert_same_run(reference, tmp_path)
+
+
+@pytest.mark.xfail(reason="BUG: a Ctrl-C that lands after optimizer.step() but before the step is "
+                          "booked saves the updated weights with batch_in_epoch=k, so step k is "
+                          "applied twice on resume", strict=True)
+def test_resume_after_ctrl_c_right_after_the_optimizer_step_is_exact(reference, mini_data, tmp_path,
+                                                                     smoke_config, monkeypatch):
+    build = train_mod.build_optimizer
+
+    def build_with_late_ctrl_c(cfg, model):
+        opt = build(cfg, model)
+        real_step, calls = opt.step, []
+
+        def step(*a, **k):
+            out = real_step(*a, **k)
+            calls.append(1)
+            if len(calls) == 3:                 # epoch 1, step 0: the user presses Ctrl-C now
+                signal.raise_signal(signal.SIGINT)
+            return out
+        opt.step = step
+        return opt
+
+    monkeypatch.setattr(train_mod, "build_optimizer", build_with_late_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke_config(mini_data, tmp_path, **RESUME), **QUIET)
+    monkeypatch.setattr(train_mod, "build_optimizer", build)
+    train(smoke_config(mini_data, tmp_path, **RESUME, ckpt_path=str(tmp_path / "last.ckpt")), **QUIET)
+    assert_same_run(reference, tmp_path)
+
+
+def test_continue_from_a_template_checkpoint(mini_data, tmp_path, smoke_config):
+    torch.manual_seed(0)
+    sd = VideoCVAE(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24).state_dict()
+    path = tmp_path / "epoch=2.ckpt"             # the template stores the model's state_dict as "optimizer"
+    torch.save({"state_dict": sd, "optimizer": sd, "lr": 1e-4, "tfr": 1.0, "last_epoch": 2}, path)
+    logs = []
+    cfg = smoke_config(mini_data, tmp_path / "run", num_epoch=3, steps_per_epoch=1, train_vi_len=4,
+                       val_vi_len=4, ckpt_path=str(path))
+    train(cfg, progress=False, log=logs.append)
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch"].tolist() == [3]
+    assert any("optimizer state not restored" in line for line in logs)
+
+
+# ---- divergence --------------------------------------------------------------------------------
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mini_data, tmp_path, smoke_config, monkeypatch):
+    real_loss, calls, snapshot = train_mod.cvae_loss, [], {}
+
+    def loss_nan_in_epoch_2(*a, **k):
+        calls.append(1)
+        loss, mse, kl = real_loss(*a, **k)
+        if len(calls) == 3:                      # first step of epoch 2 (2 steps per epoch)
+            snapshot["last"] = (tmp_path / "last.ckpt").read_bytes()
+            return loss * math.nan, mse, kl
+        return loss, mse, kl
+
+    monkeypatch.setattr(train_mod, "cvae_loss", loss_nan_in_epoch_2)
+    cfg = smoke_config(mini_data, tmp_path, num_epoch=3, steps_per_epoch=2, train_vi_len=6, val_vi_len=4)
+    with pytest.raises(Lab4Error, match="diverged.*epoch 2 step 1"):
+        train(cfg, **QUIET)
+    assert (tmp_path / "last.ckpt").read_bytes() == snapshot["last"]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert pd.read_csv(tmp_path / "metrics.csv")["epoch"].tolist() == [1]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+# ---- the command lines -----------------------------------------------------------------------
+def test_lab4_test_writes_submission_and_gifs(smoke_run, mini_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--DR", str(mini_data), "--save_root", str(out), "--ckpt_path", str(smoke_run / "last.ckpt"),
+            "--device", "cpu", "--val", "--val_vi_len", "12"]
+    assert lab4_test(argv) == 0
+    assert "submission.csv" in capsys.readouterr().out
+    rows = read_submission(out / "submission.csv")
+    assert rows.shape == (3150, 6144)
+    first = load_split(mini_data, "test").images.reshape(5, -1)
+    np.testing.assert_array_equal(rows[::630], first)   # row 0 of each sequence: the given frame
+    for k in range(5):
+        assert (out / f"pred_seq{k}.gif").read_bytes()[:4] == b"GIF8"
+    psnr = pd.read_csv(out / "val" / "psnr_per_frame.csv")
+    assert len(psnr) == 12 and {"frame", "psnr", "copy_first_frame_psnr"} <= set(psnr.columns)
+    assert (out / "val" / "psnr_per_frame.png").stat().st_size > 0
+    assert (out / "val" / "pred_val.gif").read_bytes()[:4] == b"GIF8"
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+
+
+def test_lab4_train_test_flag_evaluates_a_checkpoint(smoke_run, mini_data, tmp_path, capsys):
+    argv = ["--DR", str(mini_data), "--save_root", str(tmp_path), "--test", "--device", "cpu",
+            "--ckpt_path", str(smoke_run / "last.ckpt"), "--val_vi_len", "6"]
+    assert lab4_train(argv) == 0
+    assert capsys.readouterr().out.startswith("val PSNR")
+    assert len(pd.read_csv(tmp_path / "val" / "psnr_per_frame.csv")) == 6
+    assert not (tmp_path / "last.ckpt").exists()
+
+
+def test_lab4_train_cli_trains_then_resumes_with_the_checkpoint_config(mini_data, tmp_path, capsys):
+    base = ["--DR", str(mini_data), "--save_root", str(tmp_path), "--device", "cpu"]
+    assert lab4_train(base + ["--preset", "smoke", "--num_epoch", "1", "--steps_per_epoch", "1",
+                              "--train_vi_len", "4", "--val_vi_len", "4"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: best val PSNR")
+    # no --preset now: the model size and the other settings come from the checkpoint
+    assert lab4_train(base + ["--ckpt_path", str(tmp_path / "last.ckpt"), "--num_epoch", "2"]) == 0
+    m = pd.read_csv(tmp_path / "metrics.csv")
+    assert m["epoch"].tolist() == [1, 2] and m["steps"].tolist() == [1, 1]
+    cfg = torch.load(tmp_path / "last.ckpt", weights_only=True)["config"]
+    assert (cfg["F_dim"], cfg["train_vi_len"], cfg["num_epoch"]) == (16, 4, 2)
+
+
+# ---- LAB4_SMOKE ------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("yes", True),
+                                            ("0", False), ("", False), ("false", False)])
+def test_smoke_mode_follows_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("LAB4_SMOKE", value)
+    assert smoke_mode() is expected
+
+
+def test_smoke_mode_is_off_when_unset(monkeypatch):
+    monkeypatch.delenv("LAB4_SMOKE", raising=False)
+    assert smoke_mode() is False
