@@ -32,7 +32,7 @@ data-demo: setup ## generate the demo synthetic dataset
 	@grep -qs '"complete": true' $(DEMO_DATA)/synth.json || $(BIN)/lab4-synth --out $(DEMO_DATA) --preset demo
 
 demo: data-demo ## synthetic data -> CPU training -> val GIF/PSNR, submission.csv, score vs baseline
-	$(BIN)/lab4-train --DR $(DEMO_DATA) --save_root $(DEMO_RUN) --preset demo
+	$(BIN)/lab4-train --DR $(DEMO_DATA) --save_root $(DEMO_RUN) --preset demo --overwrite
 	$(BIN)/lab4-test --DR $(DEMO_DATA) --save_root $(DEMO_RUN) --ckpt_path $(DEMO_RUN)/last.ckpt --val
 	$(BIN)/lab4-score --solution $(DEMO_DATA)/test_solution.npy --submission $(DEMO_RUN)/submission.csv --baseline
 	@echo "outputs in $(DEMO_RUN): val/pred_val.gif val/psnr_per_frame.png loss_curves.png metrics.csv submission.csv pred_seq*.gif"

@@ -26,7 +26,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, PeakRSS, quiet_progress, add_common_args, ensure_dataset, median, stamp, write_json  # noqa: E402
+from common import apply_threads, ROOT, PeakRSS, quiet_progress, add_common_args, ensure_dataset, median, stamp, write_json  # noqa: E402
 
 
 def sync(device):
@@ -75,6 +75,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--compile", action="store_true", help="also try torch.compile on the big-batch configuration")
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)   # cpu: a dry run of this script's logic
     a = ap.parse_args(argv)
+    apply_threads(a.threads)
     quiet_progress()
     if a.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: skipped", flush=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (PeakRSS, quiet_progress, add_common_args, children_peak_mib, ensure_dataset, median,  # noqa: E402
+from common import (apply_threads, PeakRSS, quiet_progress, add_common_args, children_peak_mib, ensure_dataset, median,  # noqa: E402
                     ratio, stamp, write_json)
 from reference import TemplateDataset  # noqa: E402
 
@@ -102,6 +102,33 @@ def bench_ours(split, repeats: int, seed: int = 0) -> dict:
             "peak_rss_mib": mem.mib}
 
 
+def bench_numpy_candidate(split, repeats: int, seed: int = 0) -> dict:
+    """A candidate change to SequenceBatches.batch for the CPU device: gather and scale in numpy
+    (one thread, no OpenMP region per op), same values (uint8 / 255 in float32)."""
+    images, labels = np.ascontiguousarray(split.images), np.ascontiguousarray(split.labels)
+    n_seq = len(images) // SEQ_LEN
+    n_batches = n_seq // BATCH
+    ar = np.arange(SEQ_LEN)
+
+    def batch(ids):
+        idx = ids[:, None] * SEQ_LEN + ar
+        return (torch.from_numpy(np.divide(images[idx], np.float32(255), dtype=np.float32)),
+                torch.from_numpy(np.divide(labels[idx], np.float32(255), dtype=np.float32)))
+
+    ref = SequenceBatches(split, SEQ_LEN).batch(torch.tensor([0, 1]))
+    got = batch(np.array([0, 1]))
+    assert all(torch.equal(a, b) for a, b in zip(ref, got)), "numpy candidate differs from SequenceBatches"
+    runs = []
+    for r in range(repeats + 1):
+        order = torch.randperm(n_seq, generator=torch.Generator().manual_seed(seed + r)).numpy()
+        t0 = time.perf_counter()
+        for k in range(n_batches):
+            batch(order[k * BATCH:(k + 1) * BATCH])
+        runs.append(time.perf_counter() - t0)
+    seq_s = [n_batches * BATCH / t for t in runs[1:]]
+    return {"seq_per_s": median(seq_s), "runs_seq_per_s": seq_s}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(ap)
@@ -110,6 +137,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batches", type=int, help="reference batches per timed run")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
+    apply_threads(a.threads)
     quiet_progress()
     batches = a.batches or (2 if a.quick else 12)
     root, ds_info = ensure_dataset(a.quick)
@@ -130,6 +158,14 @@ def main(argv=None) -> dict:
     ours = bench_ours(split, a.repeats + 2)
     print(f"[loader] ours (SequenceBatches, warm uint8 cache): {ours['seq_per_s']:.0f} seq/s; "
           f"peak RSS {ours['peak_rss_mib']:.0f} MiB", flush=True)
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ours1 = bench_ours(split, a.repeats + 2)
+    torch.set_num_threads(n_threads)
+    cand = bench_numpy_candidate(split, a.repeats + 2)
+    res.update(ours_1thread=ours1, numpy_candidate=cand)
+    print(f"[loader]   same on 1 intra-op thread: {ours1['seq_per_s']:.0f} seq/s; candidate numpy gather "
+          f"(same values): {cand['seq_per_s']:.0f} seq/s", flush=True)
     r = ratio(ours["seq_per_s"], ref["seq_per_s"])
     # The cache pays for itself after this many sequences (vs decoding per item):
     breakeven = cache["cold_s"] * ref["seq_per_s"]

@@ -23,15 +23,17 @@ import tempfile
 import time
 import warnings
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PeakRSS, quiet_progress, add_common_args, children_peak_mib, ensure_dataset, median, stamp, write_json  # noqa: E402
+from common import apply_threads, PeakRSS, quiet_progress, add_common_args, children_peak_mib, ensure_dataset, median, stamp, write_json  # noqa: E402
 from reference import TemplateTestDataset, template_rollout, template_write_submission  # noqa: E402
 
 from lab4.data import load_split  # noqa: E402
 from lab4.infer import predict_test, write_test_outputs  # noqa: E402
 from lab4.model import VideoCVAE  # noqa: E402
+from lab4.score import frames_to_rows  # noqa: E402
 
 FULL_DIMS = dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
 QUICK_DIMS = dict(F_dim=32, L_dim=16, N_dim=4, D_out_dim=48)
@@ -71,6 +73,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="reference DataLoader num_workers")
     ap.add_argument("--full", action="store_true", help="also run ours end to end over all 629 frames (slow on a CPU)")
     a = ap.parse_args(argv)
+    apply_threads(a.threads)
     quiet_progress()
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     dims = QUICK_DIMS if a.quick else FULL_DIMS
@@ -139,10 +142,16 @@ def main(argv=None) -> dict:
             write_test_outputs(full_pred, os.path.join(tmp, "ours"), gifs=False)
             ours_w = time.perf_counter() - t0
         same = open(os.path.join(tmp, "ref.csv")).read() == open(os.path.join(tmp, "ours", "submission.csv")).read()
+    # the values each writer puts in the CSV: float32 rint(x * 255) (template) vs float64 + clip (ours)
+    ref_vals = np.rint(full_pred.reshape(S * T, -1).numpy() * 255).astype(int)
+    ours_vals = frames_to_rows(full_pred).astype(int)
+    n_diff = int((ref_vals != ours_vals).sum())
     res["reference_write"] = {"s": ref_w, "peak_rss_mib": m1.mib}
-    res["ours_write"] = {"s": ours_w, "peak_rss_mib": m2.mib, "identical_csv": same}
+    res["ours_write"] = {"s": ours_w, "peak_rss_mib": m2.mib, "identical_csv": same, "values_differing": n_diff,
+                         "values": int(ref_vals.size), "max_value_diff": int(np.abs(ref_vals - ours_vals).max())}
     print(f"[rollout] submission.csv ({S * T} rows): reference writer {ref_w:.1f} s, ours {ours_w:.1f} s "
-          f"(byte-identical: {same})", flush=True)
+          f"(byte-identical: {same}; {n_diff} of {ref_vals.size} values differ, by at most "
+          f"{res['ours_write']['max_value_diff']}: float32 vs float64 rounding at .5)", flush=True)
 
     # -- end to end, extrapolated to 629 frames ---------------------------------------------------
     gen = T - 1

@@ -226,3 +226,10 @@ def fmt_s(s: float) -> str:
 def add_common_args(ap) -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes for development (not the real figures)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON here")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, = the cores)")
+
+
+def apply_threads(n) -> None:
+    if n:
+        import torch
+        torch.set_num_threads(n)

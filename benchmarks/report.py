@@ -103,6 +103,14 @@ def _loader(ld) -> str:
              f"{ref['peak_rss_mib']:.0f} (+ worker {_f(ref.get('peak_rss_worker_mib'), '{:.0f}')})"],
             ["ours: SequenceBatches over the warm uint8 cache", f"{ours['seq_per_s']:.0f}",
              ", ".join(f"{v:.0f}" for v in ours["runs_seq_per_s"]), f"{ours['peak_rss_mib']:.0f}"]]
+    if ld.get("ours_1thread"):
+        o1 = ld["ours_1thread"]
+        rows.append(["ours, torch.set_num_threads(1)", f"{o1['seq_per_s']:.0f}",
+                     ", ".join(f"{v:.0f}" for v in o1["runs_seq_per_s"]), f"{o1['peak_rss_mib']:.0f}"])
+    if ld.get("numpy_candidate"):
+        c = ld["numpy_candidate"]
+        rows.append(["candidate package change: gather + scale in numpy (same values)", f"{c['seq_per_s']:.0f}",
+                     ", ".join(f"{v:.0f}" for v in c["runs_seq_per_s"]), "-"])
     return "\n".join([
         "## 1. Loader", "",
         f"{_when(ld)}. Dataset `{ds['path']}`: `generate_dataset(dir, \"{ds['preset']}\", height={ds['height']}, "
@@ -221,7 +229,9 @@ def _rollout(ro) -> str:
            f"**{ro['prefix_frames']} frames** of all 5 sequences (after a 2-frame warm-up) and the {n}-frame totals are "
            f"**extrapolated** = load + per-frame time x {n} + CSV write (load and write measured in full). "
            f"Reference and ours agree on the prefix to {ro['max_abs_diff_prefix']:.1e} (same seeds, same noise); the two "
-           f"CSV writers produce byte-identical files: {ow['identical_csv']}.", "",
+           f"CSV writers' files are byte-identical: {ow['identical_csv']}"
+           + (f" ({ow['values_differing']} of {ow['values']} values differ by {ow['max_value_diff']}: the template "
+              "rounds x * 255 in float32, ours in float64)" if ow.get("values_differing") else "") + ".", "",
            _table(["step", "reference", "ours", "ratio"], rows), "",
            f"**Ratio (end to end, extrapolated): {ro['ratio']:.2f}x** (target >= {ro['target_ratio']}x on CPU: "
            f"{_met(ro['met'])}); the rollout loop alone: {ro['rollout_ratio']:.2f}x."]

@@ -91,6 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--with-compile", action="store_true", help="also try torch.compile in the training options")
     ap.add_argument("--full-rollout", action="store_true", help="also run ours over all 629 frames for real")
     ap.add_argument("--no-train-options", action="store_true", help="skip the training options sweep")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads for every benchmark (default: torch's)")
     ap.add_argument("--out-dir", help="where results.json and RESULTS.md go (default benchmarks/, "
                                       "or runs/bench-quick/ with --quick)")
     ap.add_argument("--report-only", action="store_true", help="only regenerate RESULTS.md from results.json")
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     if only - set(SECTIONS):
         ap.error(f"--only: unknown section(s) {sorted(only - set(SECTIONS))}; choose from {SECTIONS}")
     log = lambda s: print(s, flush=True)
-    q = ["--quick"] if a.quick else []
+    q = (["--quick"] if a.quick else []) + ([f"--threads={a.threads}"] if a.threads else [])
     results = {k: v for k, v in old.get("sections", {}).items()} if old.get("quick", False) == a.quick else {}
     load_before = load_avg()
     t_start = time.perf_counter()
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
         results["rollout"] = run_json("bench_rollout.py", q + (["--full"] if a.full_rollout else []), log)
     if "gpu" in only:
         log("\n== 5. GPU ==")
-        results["gpu"] = run_json("bench_gpu.py", q, log)
+        results["gpu"] = run_json("bench_gpu.py", ["--quick"] if a.quick else [], log)
 
     total = time.perf_counter() - t_start
     cmd = "python benchmarks/run_all.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv if argv is not None else sys.argv[1:]))

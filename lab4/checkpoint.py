@@ -35,7 +35,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        raise Lab4Error(f"--ckpt_path {path}: not a readable checkpoint ({str(e).splitlines()[0][:160]})") from None
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:160] or type(e).__name__
+        raise Lab4Error(f"--ckpt_path {path}: not a readable checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise Lab4Error(f"--ckpt_path {path}: expected a dict with a 'state_dict' (a lab4 or template checkpoint)")
     if "version" in ckpt and ckpt["version"] > CHECKPOINT_VERSION:
@@ -79,7 +80,8 @@ def load_weights(model: VideoCVAE, ckpt: dict, path="checkpoint") -> None:
     try:
         model.load_state_dict(have, strict=True)
     except RuntimeError as e:
-        raise Lab4Error(f"--ckpt_path {path}: weights do not match the model ({str(e).splitlines()[0][:200]})") from None
+        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())[:300]
+        raise Lab4Error(f"--ckpt_path {path}: weights do not match the model ({detail})") from None
 
 
 def _fmt(d: dict) -> str:

@@ -79,10 +79,12 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
     if test_tool:
         o.add_argument("--val", action="store_true", help="also evaluate the validation video (PSNR CSV, plot, GIF)")
+    else:
+        o.add_argument("--overwrite", action="store_true", help="train from scratch into a --save_root that holds a run")
     return ap
 
 
-EXTRA_FLAGS = ("val",)
+EXTRA_FLAGS = ("val", "overwrite")
 
 
 def parse_config(parser, argv=None) -> tuple[TrainConfig, dict, dict]:

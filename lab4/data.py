@@ -38,7 +38,7 @@ def resolve_root(DR: str | os.PathLike) -> Path:
         raise Lab4Error(f"--DR {root}: no such folder (expected the Kaggle dataset root holding train/ val/ test/)")
     if (root / "train").is_dir() or (root / "val").is_dir() or (root / "test").is_dir():
         return root
-    inner = [d for d in root.iterdir() if d.is_dir() and ((d / "train").is_dir() or (d / "val").is_dir())]
+    inner = [d for d in root.iterdir() if d.is_dir() and any((d / s).is_dir() for s in ("train", "val", "test"))]
     if len(inner) == 1:
         return inner[0]
     raise Lab4Error(f"--DR {root}: no train/, val/ or test/ folder inside (expected DR/train/train_img/frame0.png, ...)")

@@ -63,8 +63,10 @@ def kl_beta_schedule(cfg: TrainConfig) -> np.ndarray:
     cycles = cfg.kl_anneal_cycle if cfg.kl_anneal_type == "Cyclical" else 1
     if cycles < 1 or not (0 < cfg.kl_anneal_ratio <= 1):
         raise ValueError("--kl_anneal_cycle must be >= 1 and --kl_anneal_ratio in (0, 1]")
-    make = frange_cycle_reaching if cfg.kl_reach_stop else frange_cycle_linear
-    betas = make(n, 0.0, 1.0, n_cycle=cycles, ratio=cfg.kl_anneal_ratio)
+    if cfg.kl_reach_stop:  # a cycle needs 2 epochs to rise at all: more cycles than n // 2 is capped
+        betas = frange_cycle_reaching(n, 0.0, 1.0, n_cycle=min(cycles, max(1, n // 2)), ratio=cfg.kl_anneal_ratio)
+    else:
+        betas = frange_cycle_linear(n, 0.0, 1.0, n_cycle=cycles, ratio=cfg.kl_anneal_ratio)
     return np.maximum(betas, cfg.kl_beta_min)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import zipfile
 import sys
 from pathlib import Path
 
@@ -58,8 +59,9 @@ def read_submission(path, n_rows: int | None = 5 * SEQ_LEN, n_values: int = 3 * 
         raise Lab4Error(f"{path}: no such file")
     try:
         df = pd.read_csv(path, dtype=np.float64)
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise Lab4Error(f"{path}: not a readable CSV of numbers ({str(e).splitlines()[0]})") from None
+    except (ValueError, OSError, zipfile.BadZipFile, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0]
+        raise Lab4Error(f"{path}: not a readable CSV of numbers ({reason})") from None
     expected_cols = ["id"] + [str(i) for i in range(n_values)]
     if list(df.columns) != expected_cols:
         got = ",".join(map(str, df.columns[:3])) + (",..." if len(df.columns) > 3 else "")

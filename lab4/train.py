@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +75,32 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _SigintFlag(threading.Event):
+    """Ctrl-C during training sets this flag; the loop stops at the next step boundary (so a
+    checkpoint never holds half a step). A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        super().__init__()
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.is_set():
+            self.restore()
+            raise KeyboardInterrupt
+        self.set()
+
+    def restore(self):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def _install_sigint_flag() -> _SigintFlag:
+    return _SigintFlag()
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -117,6 +145,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
     save_root.mkdir(parents=True, exist_ok=True)
     _write_atomic(save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
     last_val = None
+    interrupted = _install_sigint_flag()
 
     def checkpoint(epoch: int, batch_in_epoch: int, rng: dict) -> dict:
         return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(),
@@ -164,6 +193,8 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
                 sums["tf_steps"] += float(teacher_forcing)
                 sums["steps"] += 1
                 resume_k, resume_rng = k + 1, None                  # step k is fully applied
+                if interrupted.is_set():                            # Ctrl-C: stop at this step boundary
+                    raise KeyboardInterrupt
                 if k % 10 == 0:
                     bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
                 if on_step is not None:
@@ -172,6 +203,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
             bar.close()
             rng = resume_rng if resume_rng is not None else _rng_state(device)
             save_checkpoint(checkpoint(epoch, resume_k, rng), save_root / "last.ckpt")
+            interrupted.restore()
             raise
         bar.close()
         start_batch = 0
@@ -198,9 +230,13 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
         if (epoch + 1) % cfg.per_save == 0:
             save_checkpoint(ck, save_root / f"epoch={epoch + 1}.ckpt")
         val_txt = f"  val PSNR {row['val_psnr']:.2f} dB" if not np.isnan(row["val_psnr"]) else ""
+        if interrupted.is_set():                                    # Ctrl-C during validation/saving
+            interrupted.restore()
+            raise KeyboardInterrupt
         log(f"epoch {epoch + 1:>3}/{cfg.num_epoch}  loss {row['loss']:.5f}  mse {row['mse']:.5f}  kl {row['kl']:.4g}  "
             f"beta {beta:.3f}  tfr {tfr:.2f}  lr {lr:.2e}{val_txt}  ({row['time_s']:.1f}s)")
 
+    interrupted.restore()
     summary = {"save_root": str(save_root), "metrics": metrics, "best_val_psnr": best,
                "last_ckpt": str(save_root / "last.ckpt"), "best_ckpt": str(save_root / "best.ckpt")}
     if len(metrics):
@@ -262,13 +298,17 @@ def main(argv=None) -> int:
     from .cli import build_parser, parse_config
     parser = build_parser("lab4-train")
     try:
-        cfg, explicit, _ = parse_config(parser, argv)
+        cfg, explicit, extra = parse_config(parser, argv)
         if cfg.test:
             res = evaluate_checkpoint(cfg)
             print(f"val PSNR {res['val_psnr']:.3f} dB (copy-first-frame {res['baseline_psnr']:.3f} dB)")
             return 0
         if cfg.ckpt_path:
             cfg = resolve_resume_config(cfg, explicit)
+        elif (Path(cfg.save_root) / "last.ckpt").exists() and not extra.get("overwrite"):
+            last = Path(cfg.save_root) / "last.ckpt"
+            raise Lab4Error(f"--save_root {cfg.save_root}: already holds a training run ({last}); resume it with "
+                            f"--ckpt_path {last}, choose another --save_root, or pass --overwrite")
         res = train(cfg)
     except Lab4Error as e:
         print(f"lab4-train: error: {e}", file=sys.stderr)

@@ -95,6 +95,20 @@ def test_train_step_equals_package(teacher_forcing):
     assert np.isfinite(template_train_step(ref, opt, x, p, teacher_forcing))
 
 
+def test_chunked_forward_candidate_equals_package():
+    """bench_train's `chunked_8` option (a candidate package change) computes the same step."""
+    from benchmarks.bench_train import forward_chunked
+    torch.manual_seed(3)
+    model = VideoCVAE(**TINY)
+    B, T = 2, 6
+    x, p = torch.rand(B, T, 3, 32, 64), torch.rand(B, T, 3, 32, 64)
+    eps = torch.randn(B, T - 1, TINY["N_dim"], 32, 64)
+    want = model(x, p, True, eps)
+    got = forward_chunked(model, x, p, True, chunk=3, eps=eps)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_rollout_equals_package_with_same_noise():
     torch.manual_seed(1)
     model = VideoCVAE(**TINY).eval()

@@ -85,8 +85,6 @@ def test_doubled_folder_loads(mini_data, tmp_path):
     np.testing.assert_array_equal(val.images, load_split(mini_data, "val").images)
 
 
-@pytest.mark.xfail(reason="BUG: resolve_root accepts test/ at the top level but not inside a doubled "
-                          "folder (inner check looks for train/ or val/ only)", strict=True)
 def test_doubled_folder_with_only_test_is_detected(tmp_path):
     inner = tmp_path / "LAB4_Dataset" / "LAB4_Dataset"
     (inner / "test").mkdir(parents=True)
@@ -141,8 +139,6 @@ def test_cache_is_rebuilt_when_a_source_file_changes(copy_of_mini, tmp_path):
     np.testing.assert_array_equal(np.delete(before, 7, 0), np.delete(after, 7, 0))
 
 
-@pytest.mark.xfail(reason="BUG: a cache hit returns a read-only view of np.load(mmap_mode='r') "
-                          "(np.ascontiguousarray does not copy a contiguous memmap)", strict=True)
 def test_a_cache_hit_returns_writable_arrays_like_a_fresh_decode(mini_data, tmp_path):
     fresh = load_split(mini_data, "val", cache_dir=tmp_path / "cache")
     assert fresh.images.flags.writeable

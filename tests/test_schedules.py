@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from lab4.config import TrainConfig, make_config
-from lab4.schedules import frange_cycle_linear, kl_beta_schedule, learning_rate, teacher_forcing_ratio
+from lab4.schedules import (frange_cycle_linear, kl_beta_schedule, learning_rate, teacher_forcing_coin,
+                            teacher_forcing_ratio)
 
 
 def beta_cfg(kind="Cyclical", n=70, cycles=10, ratio=1.0, reach=True, **kw):
@@ -48,6 +49,15 @@ def test_cyclical_reach_stop_small_case_by_hand():
     np.testing.assert_allclose(b, [0, 1, 1, 1, 0, 1, 1, 1])
     b = kl_beta_schedule(beta_cfg("Cyclical", n=12, cycles=2, ratio=0.5, reach=True))
     np.testing.assert_allclose(b, [0, .5, 1, 1, 1, 1, 0, .5, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_reach_stop_reaches_one_with_more_cycles_than_epochs(n):
+    assert kl_beta_schedule(beta_cfg("Cyclical", n=n, cycles=10, reach=True)).max() == 1.0
+
+
+def test_smoke_preset_weighs_the_kl_term():
+    assert kl_beta_schedule(make_config("smoke")).max() > 0
 
 
 def test_cyclical_without_reach_stop_is_fu_et_al():
@@ -107,6 +117,39 @@ def test_teacher_forcing_template_decay():
 def test_teacher_forcing_zero_stays_zero():
     cfg = TrainConfig(tfr=0.0)
     assert {teacher_forcing_ratio(cfg, e) for e in range(40)} == {0.0}
+
+
+def test_batch_coin_compares_the_draw_with_the_ratio():
+    cfg = TrainConfig(tfr=0.3, tf_coin="batch")
+    assert teacher_forcing_coin(cfg, 0, 0.29) is True
+    assert teacher_forcing_coin(cfg, 0, 0.3) is False
+    late = TrainConfig(tfr=1.0, tfr_sde=0, tfr_d_step=0.5, tf_coin="batch")     # ratio 0.5 at epoch 0
+    assert [teacher_forcing_coin(late, 0, c) for c in (0.49, 0.51)] == [True, False]
+
+
+def test_epoch_coin_is_one_seeded_toss_per_epoch():
+    cfg = TrainConfig(tfr=0.5, tfr_sde=1000, tf_coin="epoch", seed=3)
+    coins = [teacher_forcing_coin(cfg, e, 0.0) for e in range(200)]
+    assert all(teacher_forcing_coin(cfg, e, 0.99) == coins[e] for e in range(200))   # batch draw ignored
+    assert coins == [teacher_forcing_coin(cfg, e, 0.5) for e in range(200)]          # reproducible
+    assert 0.35 < np.mean(coins) < 0.65
+    other_seed = TrainConfig(tfr=0.5, tfr_sde=1000, tf_coin="epoch", seed=4)
+    assert coins != [teacher_forcing_coin(other_seed, e, 0.0) for e in range(200)]
+
+
+@pytest.mark.parametrize("tfr,expected", [(1.0, True), (0.0, False)])
+def test_epoch_coin_at_ratio_one_and_zero(tfr, expected):
+    cfg = TrainConfig(tfr=tfr, tfr_sde=1000, tf_coin="epoch")
+    assert {teacher_forcing_coin(cfg, e, 0.5) for e in range(50)} == {expected}
+
+
+def test_unknown_coin_names_the_flag():
+    with pytest.raises(ValueError, match="--tf_coin 'step'"):
+        teacher_forcing_coin(TrainConfig(tf_coin="step"), 0, 0.5)
+
+
+def test_template_preset_tosses_per_epoch():
+    assert make_config("template").tf_coin == "epoch" and make_config().tf_coin == "batch"
 
 
 # ---- learning rate ---------------------------------------------------------------------------

@@ -157,6 +157,21 @@ def test_malformed_file_is_refused_naming_file_and_problem(case, tmp_path):
     assert str(path) in str(e.value)
 
 
+def test_a_png_given_as_submission_is_refused(tmp_path):
+    path = tmp_path / "sub.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(Lab4Error, match="sub.png: not a readable CSV"):
+        read_submission(path)
+
+
+@pytest.mark.parametrize("name", ["sub.csv.gz", "sub.zip"])
+def test_a_damaged_compressed_submission_is_refused(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(Lab4Error, match=name):
+        read_submission(path)
+
+
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(Lab4Error, match="no such file"):
         read_submission(tmp_path / "nope.csv")

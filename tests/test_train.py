@@ -14,9 +14,10 @@ from lab4.data import load_split
 from lab4.errors import Lab4Error
 from lab4.infer import main as lab4_test
 from lab4.model import VideoCVAE
+from lab4.schedules import teacher_forcing_coin
 from lab4.score import read_submission
 from lab4.train import main as lab4_train
-from lab4.train import train
+from lab4.train import train, train_or_load
 
 QUIET = dict(progress=False, log=lambda *a: None)
 COLUMNS = ["epoch", "loss", "mse", "kl", "beta", "tfr", "lr", "val_psnr"]
@@ -59,7 +60,9 @@ def test_atomic_writes_leave_no_temp_files(smoke_run):
 
 
 # ---- exact resume ----------------------------------------------------------------------------
-RESUME = dict(num_epoch=3, steps_per_epoch=2, train_vi_len=4, val_vi_len=3, tfr=0.5, seed=7)
+# beta 0.1, 0.5, 1 (one ramp, floored), a coin per batch: every epoch differs and draws random numbers
+RESUME = dict(num_epoch=3, steps_per_epoch=2, train_vi_len=4, val_vi_len=3, tfr=0.5, seed=7,
+              kl_anneal_cycle=1, kl_beta_min=0.1)
 
 
 def losses(save_root):
@@ -71,6 +74,7 @@ def final_weights(save_root):
 
 
 def assert_same_run(a, b):
+    assert losses(a)["loss"].nunique() == 3
     pd.testing.assert_frame_equal(losses(a), losses(b), rtol=0, atol=1e-6)
     wa, wb = final_weights(a), final_weights(b)
     for k in wa:
@@ -107,9 +111,6 @@ def test_resume_after_ctrl_c_mid_epoch_is_exact(reference, mini_data, tmp_path, 
     assert_same_run(reference, tmp_path)
 
 
-@pytest.mark.xfail(reason="BUG: a Ctrl-C that lands after optimizer.step() but before the step is "
-                          "booked saves the updated weights with batch_in_epoch=k, so step k is "
-                          "applied twice on resume", strict=True)
 def test_resume_after_ctrl_c_right_after_the_optimizer_step_is_exact(reference, mini_data, tmp_path,
                                                                      smoke_config, monkeypatch):
     build = train_mod.build_optimizer
@@ -133,6 +134,26 @@ def test_resume_after_ctrl_c_right_after_the_optimizer_step_is_exact(reference, 
     monkeypatch.setattr(train_mod, "build_optimizer", build)
     train(smoke_config(mini_data, tmp_path, **RESUME, ckpt_path=str(tmp_path / "last.ckpt")), **QUIET)
     assert_same_run(reference, tmp_path)
+
+
+def test_epoch_coin_forces_whole_epochs(mini_data, tmp_path, smoke_config):
+    cfg = smoke_config(mini_data, tmp_path, **{**RESUME, "tf_coin": "epoch"})
+    metrics = train(cfg, **QUIET)["metrics"]
+    expected = [float(teacher_forcing_coin(cfg, e, 0.0)) for e in range(3)]
+    assert metrics["teacher_forced"].tolist() == expected
+
+
+def test_train_or_load_reuses_a_finished_run(smoke_run, mini_data, smoke_config, monkeypatch):
+    def no_training(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(train_mod, "train", no_training)
+    done = train_or_load(smoke_config(mini_data, smoke_run), progress=False)
+    assert done["epoch"].tolist() == [1, 2]
+    with pytest.raises(AssertionError, match="trained again"):          # another config: trains
+        train_or_load(smoke_config(mini_data, smoke_run, num_epoch=3), progress=False)
+    with pytest.raises(AssertionError, match="trained again"):
+        train_or_load(smoke_config(mini_data, smoke_run), reuse=False, progress=False)
 
 
 def test_continue_from_a_template_checkpoint(mini_data, tmp_path, smoke_config):
@@ -161,7 +182,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mini_data, tmp_path, 
         return loss, mse, kl
 
     monkeypatch.setattr(train_mod, "cvae_loss", loss_nan_in_epoch_2)
-    cfg = smoke_config(mini_data, tmp_path, num_epoch=3, steps_per_epoch=2, train_vi_len=6, val_vi_len=4)
+    cfg = smoke_config(mini_data, tmp_path, num_epoch=3, steps_per_epoch=2, train_vi_len=6, val_vi_len=4,
+                       kl_anneal_type="None")
     with pytest.raises(Lab4Error, match="diverged.*epoch 2 step 1"):
         train(cfg, **QUIET)
     assert (tmp_path / "last.ckpt").read_bytes() == snapshot["last"]
