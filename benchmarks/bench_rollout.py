@@ -17,6 +17,8 @@ real (predict_test + write_test_outputs) once, to check the extrapolation.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import os
 import sys
 import tempfile
@@ -71,6 +73,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--prefix", type=int, help="generated frames per sequence in a timed run (default 20; quick 3)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="reference DataLoader num_workers")
+    ap.add_argument("--no-options", action="store_true", help="skip channels_last / bf16 variants of ours")
     ap.add_argument("--full", action="store_true", help="also run ours end to end over all 629 frames (slow on a CPU)")
     a = ap.parse_args(argv)
     apply_threads(a.threads)
@@ -118,6 +121,10 @@ def main(argv=None) -> dict:
             ours_t.append(time.perf_counter() - t0)
         ref_mem, ours_mem = max(ref_mem, m1.mib), max(ours_mem, m2.mib)
     diff = float((torch.stack(ref_out) - ours_out).abs().max())
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        ours_rollout(model, test, 1)
+    res["flops_per_frame"] = float(fc.get_total_flops())        # one generated frame of all S sequences
     ref_pf, ours_pf = median(ref_t) / P, median(ours_t) / P
     res["reference_rollout"] = {"prefix_s": median(ref_t), "runs_s": ref_t, "per_frame_s": ref_pf,
                                 "peak_rss_mib": ref_mem}
@@ -128,6 +135,37 @@ def main(argv=None) -> dict:
     print(f"[rollout] rollout of {P} frames x {S} sequences: reference {median(ref_t):.2f} s, ours {median(ours_t):.2f} s "
           f"-> per generated frame (all {S} sequences) {ref_pf:.3f} s vs {ours_pf:.3f} s; RATIO {ref_pf / ours_pf:.2f}x; "
           f"max |ref - ours| {diff:.1e}", flush=True)
+
+    # -- options on ours (candidate package changes) -------------------------------------------
+    res["options"] = []
+    if not a.no_options:
+        base_pf = ours_pf
+        for name, desc, cl, bf16 in (
+                ("channels_last", "model.to(memory_format=torch.channels_last)", True, False),
+                ("bf16_autocast", "torch.autocast('cpu', torch.bfloat16) around the rollout", False, True),
+                ("bf16_autocast_channels_last", "bf16 autocast + channels_last", True, True)):
+            m2 = copy.deepcopy(model)
+            if cl:
+                m2 = m2.to(memory_format=torch.channels_last)
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            try:
+                with ctx:
+                    ours_rollout(m2, test, 2)
+                    ts = []
+                    for _ in range(2):
+                        t0 = time.perf_counter()
+                        out = ours_rollout(m2, test, P)
+                        ts.append(time.perf_counter() - t0)
+                pf = median(ts) / P
+                o = {"name": name, "description": desc, "changes_numerics": bf16, "per_frame_s": pf,
+                     "speedup_vs_ours": base_pf / pf, "ratio_vs_reference": ref_pf / pf,
+                     "max_abs_diff_vs_fp32": float((out.float() - ours_out).abs().max())}
+                print(f"[rollout] option {name:<28} {pf:.3f} s per frame: x{o['speedup_vs_ours']:.2f} vs ours, "
+                      f"{o['ratio_vs_reference']:.2f}x vs reference (max |diff| {o['max_abs_diff_vs_fp32']:.1e})", flush=True)
+            except Exception as e:  # noqa: BLE001
+                o = {"name": name, "description": desc, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+                print(f"[rollout] option {name}: failed ({o['error']})", flush=True)
+            res["options"].append(o)
 
     # -- writing submission.csv (a 630-frame prediction, same values for both writers) ----------
     reps = -(-T // (P + 1))
@@ -150,8 +188,9 @@ def main(argv=None) -> dict:
     res["ours_write"] = {"s": ours_w, "peak_rss_mib": m2.mib, "identical_csv": same, "values_differing": n_diff,
                          "values": int(ref_vals.size), "max_value_diff": int(np.abs(ref_vals - ours_vals).max())}
     print(f"[rollout] submission.csv ({S * T} rows): reference writer {ref_w:.1f} s, ours {ours_w:.1f} s "
-          f"(byte-identical: {same}; {n_diff} of {ref_vals.size} values differ, by at most "
-          f"{res['ours_write']['max_value_diff']}: float32 vs float64 rounding at .5)", flush=True)
+          f"(byte-identical: {same}"
+          + (f"; {n_diff} of {ref_vals.size} values differ, by at most {res['ours_write']['max_value_diff']}: "
+             "float32 vs float64 rounding at .5" if n_diff else "") + ")", flush=True)
 
     # -- end to end, extrapolated to 629 frames ---------------------------------------------------
     gen = T - 1

@@ -185,7 +185,8 @@ def option_specs(with_compile: bool, nproc: int):
         ("threads_1", "torch.set_num_threads(1)", False, {"threads": 1}),
         ("chunked_8", "candidate package change: forward over chunks of 8 frames (forward_chunked)", False,
          {"chunk": 8}),
-        ("chunked_8_threads_1", "chunks of 8 frames + torch.set_num_threads(1)", False, {"chunk": 8, "threads": 1}),
+        ("chunked_4_channels_last", "candidate: chunks of 4 frames + channels_last (pose path NCHW)", False,
+         {"chunk": 4, "channels_last": True, "label_nchw": True}),
     ]
     if nproc > 2:
         specs.append((f"threads_{nproc // 2}", f"torch.set_num_threads({nproc // 2})", False, {"threads": nproc // 2}))

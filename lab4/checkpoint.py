@@ -96,4 +96,7 @@ def load_model(path, device="cpu", **overrides) -> tuple[VideoCVAE, TrainConfig,
         setattr(cfg, k, v)
     model = VideoCVAE.from_config(cfg)
     load_weights(model, ckpt, path)
-    return model.to(device).eval(), cfg, ckpt
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), cfg, ckpt

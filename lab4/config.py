@@ -61,6 +61,8 @@ class TrainConfig:
     kl_reach_stop: bool = True      # ramp ends exactly at beta=1 (Fu et al.'s code stops one step short)
     kl_beta_min: float = 0.0        # floor under beta (0 keeps Fu et al.'s beta=0 cycle starts)
     tf_coin: str = "batch"          # teacher-forcing coin per batch, or per epoch (the template's)
+    channels_last: bool = True     # NHWC activations (faster convolutions on CPU and GPU; same maths)
+    time_chunk: int = -1            # time steps per batched call in training; -1: 8 on CPU, all on CUDA
     amp: bool = True                # bfloat16 autocast on CUDA (ignored on CPU)
     val_every: int = 1              # validate every this many epochs (and always at the end)
     steps_per_epoch: int = 0        # cap on optimisation steps per epoch; 0 = the whole epoch

@@ -115,6 +115,9 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
     save_root = Path(cfg.save_root)
     torch.manual_seed(cfg.seed)
     model = VideoCVAE.from_config(cfg).to(device)
+    model.time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (8 if device.type == "cpu" else 0)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     start_epoch, start_batch, sums, best = 0, 0, dict.fromkeys(SUM_KEYS, 0.0), -math.inf
     metrics = pd.DataFrame()
