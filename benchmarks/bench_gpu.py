@@ -8,7 +8,8 @@ With one, on the full synthetic dataset (23,410 train frames at 512x1024; genera
 data/synth-full with every core if missing, or --data):
 - reference: the template's DataLoader (PNG decode per item, num_workers = min(cores, 8)) and
   template training step (per-step loop, fp32) at batch 2;
-- ours at batch 2: SequenceBatches on the GPU + VideoCVAE.forward, fp32;
+- ours at batch 2: SequenceBatches on the GPU + VideoCVAE.forward, fp32 NCHW, and with the package's
+  defaults (lab4.train on CUDA: bf16 autocast, channels_last, all time steps in one call);
 - ours at a larger batch (--big-batch) with bf16 autocast and channels_last (and torch.compile
   with --compile).
 Each runs `--max-steps` timed steps after 5 warm-up steps (teacher forcing alternating on/off,
@@ -85,7 +86,8 @@ def main(argv=None) -> dict:
         return res
 
     from reference import TemplateDataset, template_train_step
-    from bench_train import channels_last_inputs, new_model, ours_step
+    from bench_train import new_model, ours_step
+    from lab4.config import TrainConfig
     from lab4.data import SequenceBatches, load_split
     from lab4.synth import generate_dataset
 
@@ -133,11 +135,17 @@ def main(argv=None) -> dict:
     del it, loader
 
     # ours at batch 2 and at the big batch
-    def ours_cfg(name, B, bf16=False, channels_last=False, compile_=False):
-        model, _ = new_model(dims, channels_last)
-        model.to(device)
-        if channels_last:   # the pose path stays NCHW (VideoCVAE.encode_labels views it as (B, T*C, H, W))
-            model.label_transformation.to(memory_format=torch.contiguous_format)
+    cfg = TrainConfig()                                # lab4.train's defaults on CUDA
+    cl_default = bool(getattr(cfg, "channels_last", False))
+    amp_default = bool(getattr(cfg, "amp", False))
+    chunk_default = getattr(cfg, "time_chunk", -1)
+    chunk_default = chunk_default if chunk_default >= 0 else 0
+
+    def ours_cfg(name, B, bf16=amp_default, channels_last=cl_default, compile_=False):
+        model, _ = new_model(dims, False, chunk_default)
+        model = model.to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         fwd = torch.compile(model) if compile_ else model
         order = batches.epoch_order(0, 0)
@@ -146,8 +154,6 @@ def main(argv=None) -> dict:
         def step(k):
             i = (k * B) % max(1, len(order) - B)
             x, p = batches.batch(order[i:i + B])
-            if channels_last:
-                x = channels_last_inputs(x)
             ours_step(fwd, opt, x, p, tf_of(k), autocast)
         try:
             return run_config(name, step, n_seq, B, device, warmup + (2 if compile_ else 0), max_steps) | {"kind": "ours"}
@@ -155,7 +161,9 @@ def main(argv=None) -> dict:
             print(f"[gpu] {name}: failed ({type(e).__name__}: {e})", flush=True)
             return {"name": name, "kind": "ours", "error": f"{type(e).__name__}: {str(e)[:200]}"}
 
-    res["configs"].append(ours_cfg("ours: cache on GPU, batched forward, B=2", 2))
+    res["package_defaults"] = {"channels_last": cl_default, "amp_bf16": amp_default, "time_chunk": chunk_default}
+    res["configs"].append(ours_cfg("ours: fp32 NCHW (template numerics), B=2", 2, bf16=False, channels_last=False))
+    res["configs"].append(ours_cfg(f"ours: package defaults (bf16 {amp_default}, channels_last {cl_default}), B=2", 2))
     bb = a.big_batch
     res["configs"].append(ours_cfg(f"ours: B={bb}, bf16 autocast, channels_last", bb, bf16=True, channels_last=True))
     if a.compile:

@@ -6,7 +6,8 @@ Reference (the template's Tester): the test PNGs decoded per item through a Data
 (batch 1), one sequence at a time, a per-step loop under torch.no_grad() (encode the pose, encode
 the previous generated frame, draw z, decode), then a pandas DataFrame of rint(x * 255) -> CSV.
 Ours: load_split (warm uint8 cache) + lab4.infer.predict_test (VideoCVAE.rollout: all sequences
-together, poses encoded in chunks, inference_mode) + write_test_outputs(gifs=False).
+together, poses encoded in chunks, inference_mode; the model in channels_last as
+lab4.checkpoint.load_model builds it by default) + write_test_outputs(gifs=False).
 Neither side writes GIFs. Full model dims.
 
 A full CPU rollout takes minutes per side, so by default both sides roll out the first P frames
@@ -41,6 +42,12 @@ FULL_DIMS = dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
 QUICK_DIMS = dict(F_dim=32, L_dim=16, N_dim=4, D_out_dim=48)
 TARGET = 1.5
 SEED = 0
+
+
+def package_channels_last() -> bool:
+    """lab4.checkpoint.load_model puts the model in channels_last when the config says so (default)."""
+    from lab4.config import TrainConfig
+    return bool(getattr(TrainConfig(), "channels_last", False))
 
 
 def load_reference(root, workers: int):
@@ -106,9 +113,14 @@ def main(argv=None) -> dict:
 
     # -- the rollout itself ----------------------------------------------------------------------
     torch.manual_seed(0)
-    model = VideoCVAE(**dims).eval()
+    model = VideoCVAE(**dims).eval()                   # the template's model (NCHW): the reference
+    cl = package_channels_last()
+    ours_model = copy.deepcopy(model)                  # ours as lab4.checkpoint.load_model builds it
+    if cl:
+        ours_model = ours_model.to(memory_format=torch.channels_last)
+    res["ours_channels_last"] = cl
     ref_rollout(model, items, 2)                       # warm-up both paths
-    ours_rollout(model, test, 2)
+    ours_rollout(ours_model, test, 2)
     ref_t, ours_t, ref_mem, ours_mem = [], [], 0.0, 0.0
     for _ in range(a.repeats):                         # alternate, so load drift hits both
         with PeakRSS() as m1:
@@ -117,13 +129,13 @@ def main(argv=None) -> dict:
             ref_t.append(time.perf_counter() - t0)
         with PeakRSS() as m2:
             t0 = time.perf_counter()
-            ours_out = ours_rollout(model, test, P)
+            ours_out = ours_rollout(ours_model, test, P)
             ours_t.append(time.perf_counter() - t0)
         ref_mem, ours_mem = max(ref_mem, m1.mib), max(ours_mem, m2.mib)
     diff = float((torch.stack(ref_out) - ours_out).abs().max())
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as fc:
-        ours_rollout(model, test, 1)
+        ours_rollout(ours_model, test, 1)
     res["flops_per_frame"] = float(fc.get_total_flops())        # one generated frame of all S sequences
     ref_pf, ours_pf = median(ref_t) / P, median(ours_t) / P
     res["reference_rollout"] = {"prefix_s": median(ref_t), "runs_s": ref_t, "per_frame_s": ref_pf,
@@ -140,12 +152,12 @@ def main(argv=None) -> dict:
     res["options"] = []
     if not a.no_options:
         base_pf = ours_pf
-        for name, desc, cl, bf16 in (
-                ("channels_last", "model.to(memory_format=torch.channels_last)", True, False),
-                ("bf16_autocast", "torch.autocast('cpu', torch.bfloat16) around the rollout", False, True),
-                ("bf16_autocast_channels_last", "bf16 autocast + channels_last", True, True)):
+        for name, desc, opt_cl, bf16 in (
+                ("nchw", "channels_last off (the template's NCHW model)", False, False),
+                ("bf16_autocast", f"torch.autocast('cpu', torch.bfloat16) around the rollout (channels_last {cl})",
+                 cl, True)):
             m2 = copy.deepcopy(model)
-            if cl:
+            if opt_cl:
                 m2 = m2.to(memory_format=torch.channels_last)
             ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             try:
@@ -210,7 +222,7 @@ def main(argv=None) -> dict:
         with tempfile.TemporaryDirectory(prefix="bench_rollout_full_") as tmp, PeakRSS() as mem:
             t0 = time.perf_counter()
             t_split = load_split(root, "test", workers=a.workers)
-            pred = predict_test(model, t_split, seed=SEED, progress=False)
+            pred = predict_test(ours_model, t_split, seed=SEED, progress=False)
             write_test_outputs(pred, tmp, gifs=False)
             dt = time.perf_counter() - t0
         res["ours_full_measured"] = {"s": dt, "peak_rss_mib": mem.mib}

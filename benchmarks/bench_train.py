@@ -4,13 +4,14 @@
 
 Reference: the template's training_one_step (benchmarks/reference.py): per-time-step loop, the
 current and the previous frame encoded by separate calls, then loss, backward, clip, Adam step.
-Ours: VideoCVAE.forward (batched) + cvae_loss + the same backward, clip and Adam step, as
-lab4.train does. Both with teacher forcing on and off. Reported: frames/s (B x T sequence frames
+Ours: the model as lab4.train builds it with default flags (VideoCVAE, time_chunk 8 on a CPU,
+channels_last) + VideoCVAE.forward (batched per 8-step time chunk) + cvae_loss + the same backward,
+clip and Adam step. The reference model is the template's (NCHW). Both with teacher forcing on and off. Reported: frames/s (B x T sequence frames
 per second), the step's FLOPs (torch.utils.flop_counter.FlopCounterMode, counted on the warm-up
 step) and achieved GFLOP/s next to the machine's fp32 matmul GFLOP/s (median torch.mm 2048^2).
-Then cheap options on ours (teacher forcing on): mkldnn off, channels_last, thread counts, bf16
-autocast, mkldnn implicit-bf16 convolutions, torch.compile (with --with-compile), and a
-torch.profiler table of the top operators by self CPU time.
+Then cheap options on ours (teacher forcing on): without channels_last, other time chunks, mkldnn
+off, thread counts, bf16 autocast, mkldnn implicit-bf16 convolutions, torch.compile (with
+--with-compile), and a torch.profiler table of the top operators by self CPU time.
 """
 from __future__ import annotations
 
@@ -52,12 +53,28 @@ def inputs(B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(B, T, 3, 32, 64, generator=g), torch.rand(B, T, 3, 32, 64, generator=g)
 
 
-def new_model(dims: dict, channels_last: bool = False):
+def new_model(dims: dict, channels_last: bool = False, time_chunk: int | None = None):
+    """A fresh model (seed 0) and Adam. Defaults = the template's model: NCHW."""
     torch.manual_seed(0)
     model = VideoCVAE(**dims).train()
+    if time_chunk is not None:
+        model.time_chunk = time_chunk
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def package_settings(device: str = "cpu") -> dict:
+    """What lab4.train does with default flags: TrainConfig.channels_last and time_chunk."""
+    from lab4.config import TrainConfig
+    cfg = TrainConfig()
+    chunk = getattr(cfg, "time_chunk", -1)
+    return {"channels_last": bool(getattr(cfg, "channels_last", False)),
+            "time_chunk": chunk if chunk >= 0 else (8 if device == "cpu" else 0)}
+
+
+def ours_model(dims: dict, **override):
+    return new_model(dims, **{**package_settings(), **override})
 
 
 def ours_step(model, opt, x, p, tf: bool, autocast=None) -> float:
@@ -70,39 +87,6 @@ def ours_step(model, opt, x, p, tf: bool, autocast=None) -> float:
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     return loss.item()
-
-
-def forward_chunked(model, x, p, teacher_forcing: bool = True, chunk: int = 8, eps=None):
-    """A candidate change to VideoCVAE.forward (teacher forcing on), measured as an option: the
-    same batched maths (each frame encoded once, poses in one call), but the frame encoder, the
-    posterior and the decoder run over chunks of `chunk` frames instead of all B*(T-1) at once,
-    so each layer's activations stay in cache (and, on one thread, PyTorch's heuristic routes the
-    small-batch 1x1 convolutions to its GEMM path instead of oneDNN)."""
-    assert teacher_forcing
-    B, T = x.shape[:2]
-    flat = lambda t: t.reshape(-1, *t.shape[2:])
-    frame_feat = torch.cat([model.frame_transformation(c) for c in flat(x).split(chunk)])
-    frame_feat = frame_feat.view(B, T, *frame_feat.shape[1:])
-    label_feat = flat(model.encode_labels(p[:, 1:]))
-    cur, prev = flat(frame_feat[:, 1:]), flat(frame_feat[:, :-1])
-    eps = None if eps is None else flat(eps)
-    outs, mus, logvars = [], [], []
-    for a in range(0, cur.shape[0], chunk):
-        z, mu, logvar = model.Gaussian_Predictor(cur[a:a + chunk], label_feat[a:a + chunk],
-                                                 None if eps is None else eps[a:a + chunk])
-        outs.append(model.generate(prev[a:a + chunk], label_feat[a:a + chunk], z))
-        mus.append(mu), logvars.append(logvar)
-    x_hat = torch.cat(outs)
-    return x_hat.view(B, T - 1, *x_hat.shape[1:]), torch.cat(mus), torch.cat(logvars)
-
-
-class _Chunked(torch.nn.Module):
-    def __init__(self, model, chunk: int):
-        super().__init__()
-        self.model, self.chunk = model, chunk
-
-    def forward(self, x, p, teacher_forcing):
-        return forward_chunked(self.model, x, p, teacher_forcing, self.chunk)
 
 
 def ref_step(model, opt, x, p, tf: bool) -> float:
@@ -148,7 +132,7 @@ def compare(dims, x, p, tf: bool, repeats: int, log=print) -> dict:
     """Reference and ours back to back, alternating step by step (load drift hits both)."""
     B, T = x.shape[:2]
     rm, ro = new_model(dims)
-    om, oo = new_model(dims)
+    om, oo = ours_model(dims)
     res = {}
     for name, step in (("reference", lambda: ref_step(rm, ro, x, p, tf)),
                        ("ours", lambda: ours_step(om, oo, x, p, tf))):
@@ -175,25 +159,21 @@ def compare(dims, x, p, tf: bool, repeats: int, log=print) -> dict:
 
 # ---- options --------------------------------------------------------------------------------
 def option_specs(with_compile: bool, nproc: int):
-    """(name, description, changes numerics?, setup) where setup() -> (model, opt, step kwargs, ctx)."""
+    """(name, description, changes numerics?, settings). Baseline = the package's defaults."""
+    ps = package_settings()
     specs = [
-        ("baseline", "fp32, NCHW, mkldnn on, %d threads" % nproc, False, {}),
+        ("baseline", f"the package's defaults: time_chunk {ps['time_chunk']}, channels_last {ps['channels_last']}, "
+                     f"fp32, mkldnn on, {nproc} threads", False, {}),
+        ("nchw", "channels_last off (the template's NCHW)", False, {"channels_last": False}),
+        ("time_chunk_all", "time_chunk 0: all 15 time steps in one batched call", False, {"time_chunk": 0}),
+        ("time_chunk_4", "time_chunk 4", False, {"time_chunk": 4}),
         ("mkldnn_off", "torch.backends.mkldnn.flags(enabled=False)", False, {"mkldnn": False}),
-        ("channels_last", "model and inputs in torch.channels_last", False, {"channels_last": True}),
-        ("channels_last_pose_nchw", "channels_last, except the pose encoder and pose inputs (NCHW)", False,
-         {"channels_last": True, "label_nchw": True}),
         ("threads_1", "torch.set_num_threads(1)", False, {"threads": 1}),
-        ("chunked_8", "candidate package change: forward over chunks of 8 frames (forward_chunked)", False,
-         {"chunk": 8}),
-        ("chunked_4_channels_last", "candidate: chunks of 4 frames + channels_last (pose path NCHW)", False,
-         {"chunk": 4, "channels_last": True, "label_nchw": True}),
     ]
     if nproc > 2:
         specs.append((f"threads_{nproc // 2}", f"torch.set_num_threads({nproc // 2})", False, {"threads": nproc // 2}))
     specs += [
         ("bf16_autocast", "torch.autocast('cpu', torch.bfloat16) around the forward", True, {"bf16": True}),
-        ("bf16_autocast_channels_last", "bf16 autocast + channels_last (pose path NCHW)", True,
-         {"bf16": True, "channels_last": True, "label_nchw": True}),
         ("mkldnn_conv_bf16", "torch.backends.mkldnn.conv.fp32_precision = 'bf16' (implicit bf16 convolutions)",
          True, {"conv_bf16": True}),
     ]
@@ -210,18 +190,9 @@ def channels_last_inputs(x: torch.Tensor) -> torch.Tensor:
 def run_option(dims, x, p, kw: dict, repeats: int) -> dict:
     threads0 = torch.get_num_threads()
     prec0 = torch.backends.mkldnn.conv.fp32_precision
-    model, opt = new_model(dims, kw.get("channels_last", False))
-    if kw.get("channels_last"):
-        x = channels_last_inputs(x)
-        if kw.get("label_nchw"):
-            # VideoCVAE.encode_labels views the pose features (B*T, C, H, W) as (B, T*C, H, W),
-            # which a channels_last tensor cannot do: keep the pose path in NCHW.
-            model.label_transformation.to(memory_format=torch.contiguous_format)
-        else:
-            p = channels_last_inputs(p)
+    model, opt = ours_model(dims, **{k: kw[k] for k in ("channels_last", "time_chunk") if k in kw})
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if kw.get("bf16") else None
-    fwd = _Chunked(model, kw["chunk"]) if kw.get("chunk") else model
-    fwd = torch.compile(fwd) if kw.get("compile") else fwd
+    fwd = torch.compile(model) if kw.get("compile") else model
     ctx = torch.backends.mkldnn.flags(enabled=False) if kw.get("mkldnn") is False else contextlib.nullcontext()
     try:
         if "threads" in kw:
@@ -283,7 +254,7 @@ def categorize(name: str) -> str:
 def profile_step(dims, x, p, tf: bool = True, top: int = 15) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
-    model, opt = new_model(dims)
+    model, opt = ours_model(dims)
     ours_step(model, opt, x, p, tf)                                   # warm-up
     with FlopCounterMode(display=False) as fc:
         ours_step(model, opt, x, p, tf)
@@ -310,13 +281,16 @@ def profile_step(dims, x, p, tf: bool = True, top: int = 15) -> dict:
     fwd_ms, bwd_ms = cats.get("convolution (fwd)", 0.0), cats.get("convolution (bwd)", 0.0)
     res["conv_fwd_gflops"] = conv_fwd_flops / (fwd_ms / 1e3) / 1e9 if fwd_ms else float("nan")
     res["conv_bwd_gflops"] = conv_bwd_flops / (bwd_ms / 1e3) / 1e9 if bwd_ms else float("nan")
-    res["layer_shapes"] = conv_layer_table(dims, x.shape[0] * (x.shape[1] - 1))
+    ps = package_settings()
+    n = ps["time_chunk"] or (x.shape[1] - 1)
+    res["layer_batch"], res["layer_channels_last"] = x.shape[0] * n, ps["channels_last"]
+    res["layer_shapes"] = conv_layer_table(dims, x.shape[0] * n, ps["channels_last"])
     return res
 
 
-def conv_layer_table(dims, batch: int, repeats: int = 3) -> list[dict]:
-    """Forward GFLOP/s of the model's convolution kinds at the training batch (B*(T-1) frames):
-    why the whole step runs far below the matmul ceiling."""
+def conv_layer_table(dims, batch: int, channels_last: bool = False, repeats: int = 3) -> list[dict]:
+    """Forward GFLOP/s of the model's convolution kinds at the batch one training call sees
+    (B x time_chunk frames), in the package's memory format: why the step is below the ceiling."""
     import torch.nn as nn
     kinds = [("3x3 conv 172->43 (Decoder_Fusion RB)", nn.Conv2d(172, 43, 3, padding=1)),
              ("3x3 conv 86->86 (Decoder_Fusion RB)", nn.Conv2d(86, 86, 3, padding=1)),
@@ -330,6 +304,8 @@ def conv_layer_table(dims, batch: int, repeats: int = 3) -> list[dict]:
     with torch.no_grad():
         for name, conv in kinds:
             xin = torch.randn(batch, conv.in_channels, 32, 64)
+            if channels_last:
+                conv, xin = conv.to(memory_format=torch.channels_last), xin.contiguous(memory_format=torch.channels_last)
             fl = 2 * batch * 32 * 64 * conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size[0] ** 2
             ts = []
             conv(xin)
@@ -384,7 +360,7 @@ def main(argv=None) -> dict:
         print("[train] profile of ours (teacher forcing on), self CPU time by category: "
               + ", ".join(f"{k} {v:.0f} ms" for k, v in prof["categories_ms"].items()), flush=True)
         print(f"[train]   convolutions alone: forward {prof['conv_fwd_gflops']:.0f} GFLOP/s, backward "
-              f"{prof['conv_bwd_gflops']:.0f} GFLOP/s; per layer kind (forward, batch {B * (T - 1)}): "
+              f"{prof['conv_bwd_gflops']:.0f} GFLOP/s; per layer kind (forward, batch {prof['layer_batch']}): "
               + "; ".join(f"{r['layer']} {r['gflops']:.0f}" for r in prof["layer_shapes"]), flush=True)
     if not a.no_options:
         res["options"] = run_options(dims, x, p, a.opt_repeats, a.with_compile, res["tf_on"]["ours"]["flops"])

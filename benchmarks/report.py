@@ -250,7 +250,8 @@ def _rollout(ro) -> str:
              f"{ex['ratio_with_cold_cache']:.2f}x"],
             ["peak RSS (rollout)", f"{rr['peak_rss_mib']:.0f} MiB", f"{orr['peak_rss_mib']:.0f} MiB", ""]]
     txt = ["## 3. Rollout to submission.csv", "",
-           f"{_when(ro)}. Full dims {ro['dims']}, {ro['threads']} threads, no GIFs on either side. Reference: template "
+           f"{_when(ro)}. Full dims {ro['dims']}, {ro['threads']} threads, no GIFs on either side, ours in channels_last: "
+           f"{ro.get('ours_channels_last', False)} (the package default). Reference: template "
            "test loader (PNG decode per item), one sequence at a time, per-step loop (encode pose, encode previous "
            "frame, draw z, decode) under torch.no_grad(), pandas CSV. Ours: `load_split` (warm cache) + `predict_test` "
            "+ `write_test_outputs(gifs=False)`. A full CPU rollout takes minutes per side, so both roll out the first "
@@ -289,9 +290,10 @@ def _rollout(ro) -> str:
                 "pose and each previous frame once per step, as ours does).",
                 ("- 1.5x in fp32 would need more than the matmul ceiling; what remains is layout and precision"
                  if not ro["met"] else "- Layout and precision options")
-                + (f": channels_last x{opts['channels_last']['speedup_vs_ours']:.2f} (same maths)" if "channels_last" in opts else "")
-                + (f", bf16 autocast + channels_last x{opts['bf16_autocast_channels_last']['speedup_vs_ours']:.2f} "
-                   "(changes the numerics)" if "bf16_autocast_channels_last" in opts else "") + "."]
+                + (f": channels_last (in ours) is worth x{1 / opts['nchw']['speedup_vs_ours']:.2f} over NCHW (same maths)"
+                   if "nchw" in opts else "")
+                + (f", bf16 autocast x{opts['bf16_autocast']['speedup_vs_ours']:.2f} more "
+                   "(changes the numerics)" if "bf16_autocast" in opts else "") + "."]
     if ro.get("ours_full_measured"):
         f = ro["ours_full_measured"]
         txt.append(f"\nOurs measured end to end over all {n} frames (`--full-rollout`): {f['s']:.0f} s "

@@ -73,10 +73,16 @@ def test_loader_items_equal_cache(tiny_root, tmp_path):
 
 
 @pytest.mark.parametrize("teacher_forcing", [True, False])
-def test_train_step_equals_package(teacher_forcing):
+@pytest.mark.parametrize("time_chunk,channels_last", [(0, False), (3, True)])
+def test_train_step_equals_package(teacher_forcing, time_chunk, channels_last):
+    """The template step equals ours, also as lab4.train configures it (time chunks, NHWC)."""
     torch.manual_seed(0)
     ours = VideoCVAE(**TINY)
     ref = copy.deepcopy(ours)
+    if hasattr(ours, "time_chunk"):
+        ours.time_chunk = time_chunk
+    if channels_last:
+        ours = ours.to(memory_format=torch.channels_last)
     B, T = 2, 5
     x, p = torch.rand(B, T, 3, 32, 64), torch.rand(B, T, 3, 32, 64)
     eps = torch.randn(B, T - 1, TINY["N_dim"], 32, 64)
@@ -87,26 +93,15 @@ def test_train_step_equals_package(teacher_forcing):
     ref_loss.backward()
     torch.testing.assert_close(ref_frames, x_hat, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ref_loss, loss, rtol=1e-5, atol=1e-6)
+    # fp32 summation order differs (NHWC, chunks): absolute tolerance on the scale of the largest
+    # gradient (the pre-BatchNorm conv bias has a true gradient of 0, i.e. pure rounding noise)
+    scale = max(1.0, max(float(b.grad.abs().max()) for b in ref.parameters()))
     for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5 * scale, msg=name)
     for a, b in zip(ours.buffers(), ref.buffers()):                  # BatchNorm running stats
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
     opt = torch.optim.Adam(ref.parameters(), 1e-3)                    # and a full step runs
     assert np.isfinite(template_train_step(ref, opt, x, p, teacher_forcing))
-
-
-def test_chunked_forward_candidate_equals_package():
-    """bench_train's `chunked_8` option (a candidate package change) computes the same step."""
-    from benchmarks.bench_train import forward_chunked
-    torch.manual_seed(3)
-    model = VideoCVAE(**TINY)
-    B, T = 2, 6
-    x, p = torch.rand(B, T, 3, 32, 64), torch.rand(B, T, 3, 32, 64)
-    eps = torch.randn(B, T - 1, TINY["N_dim"], 32, 64)
-    want = model(x, p, True, eps)
-    got = forward_chunked(model, x, p, True, chunk=3, eps=eps)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_rollout_equals_package_with_same_noise():
