@@ -149,7 +149,7 @@ def main(argv=None) -> int:
 def summary_lines(doc: dict) -> list[str]:
     from report import summary_rows
     rows = summary_rows(doc)
-    return [f"  {r[0]:<52} ratio {r[3]:<10} target {r[4]:<12} {r[5]}" for r in rows]
+    return [f"  {r[0]:<60} ratio {r[3]:<8} target {r[4]:<18} {r[5]}" for r in rows]
 
 
 if __name__ == "__main__":
