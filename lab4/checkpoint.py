@@ -8,7 +8,6 @@ weights to continue from) with the model size read off the weights' shapes.
 """
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -16,16 +15,14 @@ import torch
 
 from .config import CHECKPOINT_VERSION, TrainConfig
 from .errors import Lab4Error
+from .files import atomic_path
 from .model import VideoCVAE
 
 
 def save_checkpoint(obj: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
@@ -73,15 +70,21 @@ def load_weights(model: VideoCVAE, ckpt: dict, path="checkpoint") -> None:
     want, have = {k: tuple(v.shape) for k, v in model.state_dict().items()}, ckpt["state_dict"]
     mismatch = [k for k in want if k in have and tuple(have[k].shape) != want[k]]
     if mismatch:
-        ck = dims_from_state_dict(have)
-        mine = dict(F_dim=model.frame_transformation[6].out_channels, L_dim=model.label_transformation[4].conv2.out_channels,
-                    N_dim=model.N_dim, D_out_dim=model.Decoder_Fusion[5].out_channels)
+        ck, mine = dims_from_state_dict(have), dims_from_state_dict(model.state_dict())
         raise Lab4Error(f"--ckpt_path {path}: checkpoint is a different model size ({_fmt(ck)}) than requested ({_fmt(mine)})")
     try:
         model.load_state_dict(have, strict=True)
     except RuntimeError as e:
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())[:300]
         raise Lab4Error(f"--ckpt_path {path}: weights do not match the model ({detail})") from None
+
+
+def refuse_other_size(ckpt_cfg: TrainConfig, flags: dict, path) -> None:
+    """Model-size flags given on the command line must match the checkpoint's model."""
+    differ = {k: v for k, v in flags.items() if k in ckpt_cfg.model_dims() and v != getattr(ckpt_cfg, k)}
+    if differ:
+        raise Lab4Error(f"--ckpt_path {path}: checkpoint is a different model size "
+                        f"({_fmt({k: getattr(ckpt_cfg, k) for k in differ})}) than the flags ask for ({_fmt(differ)})")
 
 
 def _fmt(d: dict) -> str:

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .errors import Lab4Error
+from .files import atomic_path, write_text_atomic
 
 TEST_SEQUENCE_LEN = 630          # pose frames per test sequence (Kaggle)
 CACHE_VERSION = 1
@@ -144,13 +145,6 @@ def default_cache_dir(root: Path) -> Path:
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab4" / key
 
 
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-
-
 def cached_arrays(name: str, paths: list[Path], H: int, W: int, cache_dir: Path, workers: int,
                   shape: tuple | None = None) -> np.ndarray:
     """Decode `paths` once into cache_dir/<name>_<H>x<W>.npy; reuse while the fingerprint holds."""
@@ -168,10 +162,9 @@ def cached_arrays(name: str, paths: list[Path], H: int, W: int, cache_dir: Path,
     arr = decode_frames(paths, H, W, workers, desc=f"cache {name}")
     if shape is not None:
         arr = arr.reshape(shape + arr.shape[1:])
-    _atomic_save_npy(npy_path, arr)
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, "fingerprint": fp, "count": len(paths)}))
-    os.replace(tmp, meta_path)
+    with atomic_path(npy_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
+    write_text_atomic(meta_path, json.dumps({"version": CACHE_VERSION, "fingerprint": fp, "count": len(paths)}))
     return arr
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .data import Split, load_split
 from .errors import Lab4Error
+from .files import atomic_path
 from .model import VideoCVAE
 from .score import LAST_SCORED, psnr_per_frame, write_submission
 
@@ -81,9 +82,8 @@ def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, o
     gt = val.images[:T]
     baseline = psnr_per_frame(np.repeat(gt[:1], T, axis=0), gt)
     df = pd.DataFrame({"frame": np.arange(T), "psnr": psnr, "copy_first_frame_psnr": baseline})
-    tmp = out / "psnr_per_frame.csv.tmp"
-    df.to_csv(tmp, index=False)
-    tmp.replace(out / "psnr_per_frame.csv")
+    with atomic_path(out / "psnr_per_frame.csv") as tmp:
+        df.to_csv(tmp, index=False)
     fig = plot_psnr_per_frame(psnr, baseline, title=f"per-frame PSNR, validation video ({T} frames, z ~ N(0, I))")
     fig.savefig(out / "psnr_per_frame.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -92,7 +92,7 @@ def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, o
 
 
 def main(argv=None) -> int:
-    from .checkpoint import load_model
+    from .checkpoint import load_model, refuse_other_size
     from .cli import build_parser, parse_config
     parser = build_parser("lab4-test", test_tool=True)
     try:
@@ -100,11 +100,8 @@ def main(argv=None) -> int:
         if not cfg.ckpt_path:
             raise Lab4Error("--ckpt_path: required (the checkpoint to test)")
         device = select_device(cfg.device)
-        dims = {k: v for k, v in explicit.items() if k in ("F_dim", "L_dim", "N_dim", "D_out_dim")}
         model, mcfg, _ = load_model(cfg.ckpt_path, device)
-        if dims and any(getattr(mcfg, k) != v for k, v in dims.items()):
-            raise Lab4Error(f"--ckpt_path {cfg.ckpt_path}: checkpoint is a different model size "
-                            f"({' '.join(f'--{k} {getattr(mcfg, k)}' for k in dims)}) than the flags ask for")
+        refuse_other_size(mcfg, explicit, cfg.ckpt_path)
         if "sigmoid_output" in explicit:
             model.sigmoid_output = cfg.sigmoid_output
         save_root = Path(cfg.save_root)

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from .config import TrainConfig
+from .files import atomic_path
 from .schedules import kl_beta_schedule, teacher_forcing_ratio
 
 COLORS = {"Cyclical": "tab:blue", "Monotonic": "tab:orange", "None": "tab:green"}
@@ -130,12 +131,9 @@ def side_by_side(*videos, scale: int = 1) -> np.ndarray:
 
 def save_gif(video: np.ndarray, path, fps: int = 25) -> Path:
     """(T, H, W, 3) uint8 -> an endlessly looping GIF."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.gif")
-    imageio.mimsave(tmp, list(video), duration=1000 / fps, loop=0)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        imageio.mimsave(tmp, list(video), duration=1000 / fps, loop=0)
+    return Path(path)
 
 
 def frame_strip(frames, n: int = 8, ax=None, title: str | None = None):

@@ -14,7 +14,6 @@ as PSNR_CAP dB instead of infinity.
 from __future__ import annotations
 
 import argparse
-import os
 import zipfile
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import Lab4Error
+from .files import atomic_path
 
 SEQ_LEN = 630          # rows per sequence
 LAST_SCORED = 600      # frames 1..600 of each sequence are scored
@@ -43,12 +43,9 @@ def write_submission(frames, path) -> Path:
     rows = frames_to_rows(frames)
     df = pd.DataFrame(rows, columns=[str(i) for i in range(rows.shape[1])])
     df.insert(0, "id", np.arange(len(rows)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    df.to_csv(tmp, index=False, lineterminator="\n")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+    return Path(path)
 
 
 def read_submission(path, n_rows: int | None = 5 * SEQ_LEN, n_values: int = 3 * 32 * 64) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -23,10 +22,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import config_of, is_template_checkpoint, load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import (config_of, is_template_checkpoint, load_weights, read_checkpoint, refuse_other_size,
+                         save_checkpoint)
 from .config import CHECKPOINT_VERSION, TrainConfig
 from .data import SequenceBatches, load_split
 from .errors import Lab4Error
+from .files import write_text_atomic
 from .infer import kaggle_mean, select_device, validate, write_validation_outputs
 from .model import VideoCVAE, cvae_loss
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
@@ -76,14 +77,21 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 class _SigintFlag(threading.Event):
-    """Ctrl-C during training sets this flag; the loop stops at the next step boundary (so a
-    checkpoint never holds half a step). A second Ctrl-C interrupts at once."""
+    """Within `with _SigintFlag()`, Ctrl-C sets this flag; the loop stops at the next step
+    boundary (so a checkpoint never holds half a step). A second Ctrl-C interrupts at once.
+    The previous handler is back on any exit, an exception's included."""
 
     def __init__(self):
         super().__init__()
         self._old = None
+
+    def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        self.restore()
 
     def _handle(self, signum, frame):
         if self.is_set():
@@ -95,16 +103,6 @@ class _SigintFlag(threading.Event):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
-
-
-def _install_sigint_flag() -> _SigintFlag:
-    return _SigintFlag()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> dict:
@@ -146,9 +144,8 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
     betas = kl_beta_schedule(cfg)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
     save_root.mkdir(parents=True, exist_ok=True)
-    _write_atomic(save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
+    write_text_atomic(save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
     last_val = None
-    interrupted = _install_sigint_flag()
 
     def checkpoint(epoch: int, batch_in_epoch: int, rng: dict) -> dict:
         return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(),
@@ -158,94 +155,92 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
                 "lr": learning_rate(cfg, min(epoch, cfg.num_epoch - 1)),
                 "tfr": teacher_forcing_ratio(cfg, epoch), "last_epoch": epoch}
 
-    for epoch in range(start_epoch, cfg.num_epoch):
-        t0 = time.time()
-        fast = cfg.fast_train and epoch < cfg.fast_train_epoch
-        order = batches.epoch_order(epoch, cfg.seed, cfg.fast_partial if fast else cfg.partial)
-        n_batches = len(order) // cfg.batch_size          # drop_last, as the template's loader
-        if cfg.steps_per_epoch:
-            n_batches = min(n_batches, cfg.steps_per_epoch)
-        if n_batches == 0:
-            raise Lab4Error(f"--batch_size {cfg.batch_size}: larger than the {len(order)} training sequences")
-        lr, beta, tfr = learning_rate(cfg, epoch), float(betas[epoch]), teacher_forcing_ratio(cfg, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        bar = tqdm(range(start_batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
-                   disable=not progress, leave=False)
-        resume_k, resume_rng = start_batch, _rng_state(device)   # where Ctrl-C would resume
-        try:
-            for k in bar:
-                resume_k, resume_rng = k, _rng_state(device)
-                x, p = batches.batch(order[k * cfg.batch_size:(k + 1) * cfg.batch_size])   # (B, T, 3, H, W)
-                teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
-                with autocast:
-                    x_hat, mu, logvar = model(x, p, teacher_forcing)
-                loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise Lab4Error(f"training diverged: loss is {loss_value} at epoch {epoch + 1} step {k + 1}; "
-                                    f"checkpoints on disk are the last good ones (try a lower --lr)")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                sums["loss"] += loss_value
-                sums["mse"] += mse.item()
-                sums["kl"] += kl.item()
-                sums["tf_steps"] += float(teacher_forcing)
-                sums["steps"] += 1
-                resume_k, resume_rng = k + 1, None                  # step k is fully applied
-                if interrupted.is_set():                            # Ctrl-C: stop at this step boundary
-                    raise KeyboardInterrupt
-                if k % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
-                if on_step is not None:
-                    on_step(epoch, k, loss_value)
-        except KeyboardInterrupt:
+    with _SigintFlag() as interrupted:  # Ctrl-C stops at a step boundary; restored on any exit
+        for epoch in range(start_epoch, cfg.num_epoch):
+            t0 = time.time()
+            fast = cfg.fast_train and epoch < cfg.fast_train_epoch
+            order = batches.epoch_order(epoch, cfg.seed, cfg.fast_partial if fast else cfg.partial)
+            n_batches = len(order) // cfg.batch_size          # drop_last, as the template's loader
+            if cfg.steps_per_epoch:
+                n_batches = min(n_batches, cfg.steps_per_epoch)
+            if n_batches == 0:
+                raise Lab4Error(f"--batch_size {cfg.batch_size}: larger than the {len(order)} training sequences")
+            lr, beta, tfr = learning_rate(cfg, epoch), float(betas[epoch]), teacher_forcing_ratio(cfg, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            bar = tqdm(range(start_batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
+                       disable=not progress, leave=False)
+            resume_k, resume_rng = start_batch, _rng_state(device)   # where Ctrl-C would resume
+            try:
+                for k in bar:
+                    resume_k, resume_rng = k, _rng_state(device)
+                    x, p = batches.batch(order[k * cfg.batch_size:(k + 1) * cfg.batch_size])   # (B, T, 3, H, W)
+                    teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
+                    with autocast:
+                        x_hat, mu, logvar = model(x, p, teacher_forcing)
+                    loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction)
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise Lab4Error(f"training diverged: loss is {loss_value} at epoch {epoch + 1} step {k + 1}; "
+                                        f"checkpoints on disk are the last good ones (try a lower --lr)")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    sums["loss"] += loss_value
+                    sums["mse"] += mse.item()
+                    sums["kl"] += kl.item()
+                    sums["tf_steps"] += float(teacher_forcing)
+                    sums["steps"] += 1
+                    resume_k, resume_rng = k + 1, None                  # step k is fully applied
+                    if interrupted.is_set():                            # Ctrl-C: stop at this step boundary
+                        raise KeyboardInterrupt
+                    if k % 10 == 0:
+                        bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
+                    if on_step is not None:
+                        on_step(epoch, k, loss_value)
+            except KeyboardInterrupt:
+                bar.close()
+                rng = resume_rng if resume_rng is not None else _rng_state(device)
+                save_checkpoint(checkpoint(epoch, resume_k, rng), save_root / "last.ckpt")
+                raise
             bar.close()
-            rng = resume_rng if resume_rng is not None else _rng_state(device)
-            save_checkpoint(checkpoint(epoch, resume_k, rng), save_root / "last.ckpt")
-            interrupted.restore()
-            raise
-        bar.close()
-        start_batch = 0
-        row = {"epoch": epoch + 1, **{key: sums[key] / max(sums["steps"], 1) for key in ("loss", "mse", "kl")},
-               "beta": beta, "tfr": tfr, "lr": lr, "teacher_forced": sums["tf_steps"] / max(sums["steps"], 1),
-               "steps": int(sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan}
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
-            pred, psnr = validate(model, val_split, cfg.val_vi_len, seed=cfg.seed, progress=progress)
-            last_val = (pred, psnr)
-            row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
-            if cfg.store_visualization:
-                write_validation_outputs(pred, psnr, val_split, save_root / "val")
-        row["time_s"] = time.time() - t0
-        metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True)
-        _write_atomic(save_root / "metrics.csv", metrics.to_csv(index=False))
-        sums = dict.fromkeys(SUM_KEYS, 0.0)
-        improved = not np.isnan(row["val_psnr"]) and row["val_psnr"] > best
-        if improved:
-            best = row["val_psnr"]
-        ck = checkpoint(epoch + 1, 0, _rng_state(device))
-        save_checkpoint(ck, save_root / "last.ckpt")
-        if improved:
-            save_checkpoint(ck, save_root / "best.ckpt")
-        if (epoch + 1) % cfg.per_save == 0:
-            save_checkpoint(ck, save_root / f"epoch={epoch + 1}.ckpt")
-        val_txt = f"  val PSNR {row['val_psnr']:.2f} dB" if not np.isnan(row["val_psnr"]) else ""
-        if interrupted.is_set():                                    # Ctrl-C during validation/saving
-            interrupted.restore()
-            raise KeyboardInterrupt
-        log(f"epoch {epoch + 1:>3}/{cfg.num_epoch}  loss {row['loss']:.5f}  mse {row['mse']:.5f}  kl {row['kl']:.4g}  "
-            f"beta {beta:.3f}  tfr {tfr:.2f}  lr {lr:.2e}{val_txt}  ({row['time_s']:.1f}s)")
+            start_batch = 0
+            row = {"epoch": epoch + 1, **{key: sums[key] / max(sums["steps"], 1) for key in ("loss", "mse", "kl")},
+                   "beta": beta, "tfr": tfr, "lr": lr, "teacher_forced": sums["tf_steps"] / max(sums["steps"], 1),
+                   "steps": int(sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan}
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
+                pred, psnr = validate(model, val_split, cfg.val_vi_len, seed=cfg.seed, progress=progress)
+                row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
+                written = write_validation_outputs(pred, psnr, val_split, save_root / "val") if cfg.store_visualization else None
+                last_val = (pred, psnr, written)
+            row["time_s"] = time.time() - t0
+            metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True)
+            write_text_atomic(save_root / "metrics.csv", metrics.to_csv(index=False))
+            sums = dict.fromkeys(SUM_KEYS, 0.0)
+            improved = not np.isnan(row["val_psnr"]) and row["val_psnr"] > best
+            if improved:
+                best = row["val_psnr"]
+            ck = checkpoint(epoch + 1, 0, _rng_state(device))
+            save_checkpoint(ck, save_root / "last.ckpt")
+            if improved:
+                save_checkpoint(ck, save_root / "best.ckpt")
+            if (epoch + 1) % cfg.per_save == 0:
+                save_checkpoint(ck, save_root / f"epoch={epoch + 1}.ckpt")
+            val_txt = f"  val PSNR {row['val_psnr']:.2f} dB" if not np.isnan(row["val_psnr"]) else ""
+            if interrupted.is_set():                                    # Ctrl-C during validation/saving
+                raise KeyboardInterrupt
+            log(f"epoch {epoch + 1:>3}/{cfg.num_epoch}  loss {row['loss']:.5f}  mse {row['mse']:.5f}  kl {row['kl']:.4g}  "
+                f"beta {beta:.3f}  tfr {tfr:.2f}  lr {lr:.2e}{val_txt}  ({row['time_s']:.1f}s)")
 
-    interrupted.restore()
     summary = {"save_root": str(save_root), "metrics": metrics, "best_val_psnr": best,
                "last_ckpt": str(save_root / "last.ckpt"), "best_ckpt": str(save_root / "best.ckpt")}
     if len(metrics):
         _save_loss_curves(metrics, save_root / "loss_curves.png")
     if last_val is not None:
-        summary.update(write_validation_outputs(*last_val, val_split, save_root / "val"))
+        pred, psnr, written = last_val  # the last validation is the final epoch's
+        summary.update(written or write_validation_outputs(pred, psnr, val_split, save_root / "val"))
     return summary
 
 
@@ -276,10 +271,7 @@ def resolve_resume_config(cfg: TrainConfig, explicit: dict) -> TrainConfig:
     if is_template_checkpoint(ckpt):
         return cfg
     base = config_of(ckpt)
-    for k in ("F_dim", "L_dim", "N_dim", "D_out_dim"):
-        if k in explicit and explicit[k] != getattr(base, k):
-            raise Lab4Error(f"--ckpt_path {cfg.ckpt_path}: checkpoint is a different model size "
-                            f"(--{k} {getattr(base, k)}) than the flags ask for (--{k} {explicit[k]})")
+    refuse_other_size(base, explicit, cfg.ckpt_path)
     for k, v in explicit.items():
         setattr(base, k, v)
     base.ckpt_path = cfg.ckpt_path

@@ -184,12 +184,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mini_data, tmp_path, 
     monkeypatch.setattr(train_mod, "cvae_loss", loss_nan_in_epoch_2)
     cfg = smoke_config(mini_data, tmp_path, num_epoch=3, steps_per_epoch=2, train_vi_len=6, val_vi_len=4,
                        kl_anneal_type="None")
+    handler_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(Lab4Error, match="diverged.*epoch 2 step 1"):
         train(cfg, **QUIET)
     assert (tmp_path / "last.ckpt").read_bytes() == snapshot["last"]
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 1
     assert pd.read_csv(tmp_path / "metrics.csv")["epoch"].tolist() == [1]
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert signal.getsignal(signal.SIGINT) is handler_before   # Ctrl-C works again after the error
 
 
 # ---- the command lines -----------------------------------------------------------------------
