@@ -11,7 +11,7 @@ DEMO_RUN ?= runs/demo
 MINI_DATA ?= data/synth-mini
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lab data-mini data-demo bench clean strip
+.PHONY: help setup demo figures test lab data-mini data-demo bench clean strip
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,11 +37,18 @@ demo: data-demo ## synthetic data -> CPU training -> val GIF/PSNR, submission.cs
 	$(BIN)/lab4-score --solution $(DEMO_DATA)/test_solution.npy --submission $(DEMO_RUN)/submission.csv --baseline
 	@echo "outputs in $(DEMO_RUN): val/pred_val.gif val/psnr_per_frame.png loss_curves.png metrics.csv submission.csv pred_seq*.gif"
 
+FIGURE_NOTEBOOKS := 02_kl_annealing 03_teacher_forcing 04_psnr_per_frame
+figures: data-demo ## re-run notebooks 02-04 at their default size, saving the README figures in reports/figures
+	mkdir -p runs/workbook/executed
+	for nb in $(FIGURE_NOTEBOOKS); do \
+	  env -u LAB4_SMOKE MPLBACKEND=Agg $(BIN)/papermill --cwd notebooks -p FIGURES_DIR ../reports/figures \
+	    notebooks/$$nb.ipynb runs/workbook/executed/$$nb.ipynb || exit 1; done
+
 test: setup ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOKE=1)
 	LAB4_SMOKE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q
 
 lab: setup ## open the notebooks in JupyterLab
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup ## run the benchmarks and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py

@@ -75,7 +75,9 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "tf_coin", str, "teacher-forcing coin per batch or per epoch (template)", choices=["batch", "epoch"])
     _flag(o, "channels_last", None, "NHWC memory format", action=argparse.BooleanOptionalAction)
     _flag(o, "time_chunk", int, "time steps per batched training call (-1: 8 on CPU, all on CUDA)")
-    _flag(o, "amp", None, "bfloat16 autocast on CUDA", action=argparse.BooleanOptionalAction)
+    _flag(o, "amp", None, "bfloat16 autocast on CUDA (training)", action=argparse.BooleanOptionalAction)
+    _flag(o, "cpu_amp", None, "bfloat16 autocast on CPU, training and rollouts (opt-in: ~1.9x where the CPU has "
+          "AVX512-BF16/AMX; changes the numerics)", action=argparse.BooleanOptionalAction)
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")

@@ -63,7 +63,9 @@ class TrainConfig:
     tf_coin: str = "batch"          # teacher-forcing coin per batch, or per epoch (the template's)
     channels_last: bool = True     # NHWC activations (faster convolutions on CPU and GPU; same maths)
     time_chunk: int = -1            # time steps per batched call in training; -1: 8 on CPU, all on CUDA
-    amp: bool = True                # bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = True                # bfloat16 autocast on CUDA for training (ignored on CPU)
+    cpu_amp: bool = False           # bfloat16 autocast on CPU, training and rollouts: ~1.9x on CPUs with
+                                    # AVX512-BF16/AMX, changes the numerics (opt-in; benchmarks/RESULTS.md)
     val_every: int = 1              # validate every this many epochs (and always at the end)
     steps_per_epoch: int = 0        # cap on optimisation steps per epoch; 0 = the whole epoch
     cache_dir: str | None = None    # decoded-frame cache; default <DR>/.lab4_cache or ~/.cache/lab4

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .data import Split, load_split
 from .errors import Lab4Error
 from .files import atomic_path
-from .model import VideoCVAE
+from .model import VideoCVAE, autocast_for
 from .score import LAST_SCORED, psnr_per_frame, write_submission
 
 
@@ -34,10 +34,17 @@ def select_device(name: str = "auto") -> torch.device:
         raise Lab4Error(f"--device {name!r}: expected auto, cpu, cuda or cuda:<n>") from None
 
 
-def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = True) -> torch.Tensor:
-    """All test sequences rolled out together -> (S, 630, 3, H, W) float on the CPU."""
+def _rollout_autocast(model: VideoCVAE, cpu_amp: bool):
+    return autocast_for(next(model.parameters()).device, rollout=True, cpu_amp=cpu_amp)
+
+
+def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = True,
+                 cpu_amp: bool = False) -> torch.Tensor:
+    """All test sequences rolled out together -> (S, 630, 3, H, W) float on the CPU.
+    cpu_amp: bfloat16 autocast when the model is on the CPU (opt-in, changes the numerics)."""
     S, T = test.labels.shape[:2]
-    with tqdm(total=T - 1, desc="rollout test", unit="frame", disable=not progress) as bar:
+    with tqdm(total=T - 1, desc="rollout test", unit="frame", disable=not progress) as bar, \
+            _rollout_autocast(model, cpu_amp):
         out = model.rollout(torch.from_numpy(test.images), torch.from_numpy(test.labels),
                             seeds=[seed * 1000 + s for s in range(S)], progress=bar)
     return out.cpu()
@@ -54,14 +61,15 @@ def write_test_outputs(pred: torch.Tensor, save_root, gifs: bool = True) -> Path
 
 
 def validate(model: VideoCVAE, val: Split, length: int = 630, seed: int = 0,
-             progress: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+             progress: bool = False, cpu_amp: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """The Kaggle-comparable protocol on the val video: from frame 0 only, roll out `length`
     frames with z ~ N(0, I). Returns predictions (T, 3, H, W) on the CPU and per-frame PSNR (T,)
     (frame 0 is the given frame). The score to compare is psnr[1:601].mean()."""
     T = min(length, len(val.images))
     first = torch.from_numpy(np.ascontiguousarray(val.images[:1]))                 # (1, 3, H, W)
     labels = torch.from_numpy(np.ascontiguousarray(val.labels[None, :T]))           # (1, T, 3, H, W)
-    with tqdm(total=T - 1, desc="rollout val", unit="frame", disable=not progress, leave=False) as bar:
+    with tqdm(total=T - 1, desc="rollout val", unit="frame", disable=not progress, leave=False) as bar, \
+            _rollout_autocast(model, cpu_amp):
         pred = model.rollout(first, labels, seeds=[seed], progress=bar)[0].cpu()
     return pred, psnr_per_frame(pred, val.images[:T])
 
@@ -107,12 +115,12 @@ def main(argv=None) -> int:
         save_root = Path(cfg.save_root)
         if extra.get("val"):
             val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-            pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, progress=True)
+            pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, progress=True, cpu_amp=cfg.cpu_amp)
             res = write_validation_outputs(pred, psnr, val, save_root / "val")
             print(f"val PSNR (frames 1..600, z ~ N(0, I)) {res['val_psnr']:.3f} dB; "
                   f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")
         test = load_split(cfg.DR, "test", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-        pred = predict_test(model, test, seed=cfg.seed)
+        pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp)
         path = write_test_outputs(pred, save_root)
         print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows) and pred_seq0..{len(pred) - 1}.gif")
     except Lab4Error as e:

@@ -157,6 +157,18 @@ class VideoCVAE(nn.Module):
         return out
 
 
+def autocast_for(device: torch.device, cfg=None, *, rollout: bool = False, cuda_amp: bool = False,
+                 cpu_amp: bool = False):
+    """The bfloat16 autocast context lab4 runs the model under (disabled: plain fp32).
+    CUDA: training only, when cfg.amp (rollouts stay fp32: they are cheap on a GPU and the score is
+    measured on them). CPU: training and rollouts, only when cfg.cpu_amp (opt-in: ~1.9x on CPUs
+    with AVX512-BF16/AMX, slower on CPUs without; it changes the numerics)."""
+    if cfg is not None:
+        cuda_amp, cpu_amp = bool(getattr(cfg, "amp", False)), bool(getattr(cfg, "cpu_amp", False))
+    enabled = cpu_amp if device.type == "cpu" else (cuda_amp and device.type == "cuda" and not rollout)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
 def _update_running_stats(bn: nn.BatchNorm2d, h: torch.Tensor) -> None:
     """BatchNorm running-average updates for T consecutive steps; h: (B, T, C, H, W)."""

@@ -136,6 +136,17 @@ def save_gif(video: np.ndarray, path, fps: int = 25) -> Path:
     return Path(path)
 
 
+def save_figure(fig, figures_dir, name: str, dpi: int = 120) -> Path | None:
+    """Write `fig` as figures_dir/name (atomically); figures_dir None: do nothing, return None.
+    The notebooks call it after each figure the README shows (`make figures` sets the folder)."""
+    if figures_dir is None:
+        return None
+    path = Path(figures_dir) / name
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    return path
+
+
 def frame_strip(frames, n: int = 8, ax=None, title: str | None = None):
     """n evenly spaced frames of a (T, 3, H, W) video in one row."""
     v = frames_to_uint8(frames)

@@ -90,3 +90,43 @@ def test_smoke_switch_behaviour(monkeypatch):
         assert lab4.smoke_mode() is False
     monkeypatch.delenv(lab4.SMOKE_ENV)
     assert lab4.smoke_mode() is False
+
+
+def test_make_lab_serves_the_widget_extension(tmp_path):
+    """`make lab` = `jupyter lab notebooks/` from the venv: the server starts, and the page it serves
+    loads the ipywidgets front-end extension (without it sliders show as plain text)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+           "--IdentityProvider.token=", f"--ServerApp.root_dir={NB_DIR}", "--ServerApp.open_browser=False"]
+    if os.geteuid() == 0:                       # containers and CI run as root (`make lab` adds it too)
+        cmd.append("--allow-root")
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        page = None
+        for _ in range(120):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, "jupyter lab did not start within 60 s"
+        config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                                      page, re.S).group(1))
+        names = [e["name"] for e in config.get("federated_extensions", [])]
+        assert "@jupyter-widgets/jupyterlab-manager" in names, names
+        listing = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=5).read())
+        assert {c["name"] for c in listing["content"]} >= {f"{n}.ipynb" for n in EXPECTED}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

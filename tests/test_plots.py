@@ -126,3 +126,13 @@ def test_capped_frames_do_not_set_the_y_range():
         assert fig.axes[0].get_ylim()[1] < 40
     fig = plots.plot_sequence_psnr(np.tile(np.r_[PSNR_CAP, np.full(629, 20.0)], 2), np.full(1260, PSNR_CAP), seq_len=630)
     assert fig.axes[0].get_ylim()[1] > 20    # nothing below the cap in the baseline: the model's curve still shows
+
+
+def test_save_figure_writes_png_only_when_a_folder_is_given(tmp_path):
+    fig = plots.plot_val_psnr({"a": _metrics()})
+    assert plots.save_figure(fig, None, "nothing.png") is None
+    assert not list(tmp_path.iterdir())
+    path = plots.save_figure(fig, tmp_path / "figs", "val.png")
+    assert path == tmp_path / "figs" / "val.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(path.parent.glob("*.tmp*"))

@@ -194,6 +194,29 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mini_data, tmp_path, 
     assert signal.getsignal(signal.SIGINT) is handler_before   # Ctrl-C works again after the error
 
 
+def test_cpu_amp_trains_in_bfloat16_and_stays_close_to_fp32(mini_data, tmp_path, smoke_config, monkeypatch):
+    """--cpu_amp: the forward runs under CPU bf16 autocast (seen in the dtype the loss receives),
+    training still learns, and the rollout differs from the fp32 one only by bf16 rounding."""
+    from lab4.infer import predict_test
+    seen = []
+    real_loss = train_mod.cvae_loss
+    monkeypatch.setattr(train_mod, "cvae_loss", lambda x_hat, *a, **k: seen.append(x_hat.dtype) or real_loss(x_hat, *a, **k))
+    m = train(smoke_config(mini_data, tmp_path / "amp", cpu_amp=True, num_epoch=1), **QUIET)["metrics"]
+    assert set(seen) == {torch.bfloat16} and np.isfinite(m["loss"]).all()
+    seen.clear()
+    train(smoke_config(mini_data, tmp_path / "fp32", num_epoch=1), **QUIET)
+    assert set(seen) == {torch.float32}                       # off by default
+    from lab4.checkpoint import load_model
+    model = load_model(tmp_path / "fp32" / "last.ckpt", torch.device("cpu"))[0]
+    test = load_split(mini_data, "test")
+    test.labels = test.labels[:, :6]
+    fp32 = predict_test(model, test, progress=False)
+    np.testing.assert_array_equal(fp32, predict_test(model, test, progress=False, cpu_amp=False))
+    bf16 = predict_test(model, test, progress=False, cpu_amp=True)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert (bf16 - fp32).abs().max() < 0.05
+
+
 # ---- the command lines -----------------------------------------------------------------------
 def test_lab4_test_writes_submission_and_gifs(smoke_run, mini_data, tmp_path, capsys):
     out = tmp_path / "out"
