@@ -132,9 +132,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> dict:
 def compare(dims, x, p, tf: bool, repeats: int, log=print) -> dict:
     """Reference, ours and ours with the opt-in --cpu_amp (bf16 autocast), in alternating blocks:
     two rounds of [a warm-up step, then `repeats` timed steps] per participant, so load drift hits
-    all three alike while each is timed in its own steady state. Ours runs as lab4.train runs it
-    on a CPU, inside lab4.memory.keep_freed_memory(); the reference with glibc's defaults, as the
-    template's process does."""
+    all three alike while each is timed in its own steady state. The process runs with
+    lab4.memory.keep_freed_memory() set, as a `lab4-train` process does, so the reference gets it
+    too (it helps the reference less; the ratio is conservative)."""
     B, T = x.shape[:2]
     rm, ro = new_model(dims)
     om, oo = ours_model(dims)
@@ -143,18 +143,15 @@ def compare(dims, x, p, tf: bool, repeats: int, log=print) -> dict:
     steps = {"reference": lambda: ref_step(rm, ro, x, p, tf),
              "ours": lambda: ours_step(om, oo, x, p, tf),
              "ours_cpu_amp": lambda: ours_step(am, ao, x, p, tf, amp)}
-    memory = {"reference": lambda: keep_freed_memory(False), "ours": keep_freed_memory, "ours_cpu_amp": keep_freed_memory}
     res = {}
     for name, step in steps.items():
-        with memory[name]():
-            flops, warm = count_flops(step)
+        flops, warm = count_flops(step)
         res[name] = {"flops": flops, "warmup_s": warm, "times": []}
     peaks = dict.fromkeys(steps, 0.0)
     for _ in range(2):
         for name, step in steps.items():
-            with memory[name]():
-                step()                                  # warm-up after the switch: not timed
-                ts, pk = timed(step, repeats)
+            step()                                      # warm-up after the switch: not timed
+            ts, pk = timed(step, repeats)
             res[name]["times"] += ts
             peaks[name] = max(peaks[name], pk)
     for name, r in res.items():
@@ -183,8 +180,6 @@ def option_specs(with_compile: bool, nproc: int):
         ("time_chunk_4", "time_chunk 4", False, {"time_chunk": 4}),
         ("mkldnn_off", "torch.backends.mkldnn.flags(enabled=False)", False, {"mkldnn": False}),
         ("threads_1", "torch.set_num_threads(1)", False, {"threads": 1}),
-        ("glibc_malloc_defaults", "without lab4.memory.keep_freed_memory (glibc gives freed blocks back to the OS)",
-         False, {"keep_memory": False}),
     ]
     if nproc > 2:
         specs.append((f"threads_{nproc // 2}", f"torch.set_num_threads({nproc // 2})", False, {"threads": nproc // 2}))
@@ -215,7 +210,7 @@ def run_option(dims, x, p, kw: dict, repeats: int) -> dict:
             torch.set_num_threads(kw["threads"])
         if kw.get("conv_bf16"):
             torch.backends.mkldnn.conv.fp32_precision = "bf16"
-        with ctx, keep_freed_memory(kw.get("keep_memory", True)):
+        with ctx:
             step = lambda: ours_step(fwd, opt, x, p, True, autocast)
             t0 = time.perf_counter()
             loss0 = step()
@@ -247,6 +242,48 @@ def run_options(dims, x, p, repeats: int, with_compile: bool, flops: float, log=
     return out
 
 
+# ---- kept memory -----------------------------------------------------------------------------
+def memory_probe(mode: str, dims, steps: int = 4) -> dict:
+    """In this (fresh) process: keep_freed_memory() when mode == "keep", then ours for 2 warm-up and
+    `steps` timed steps; s/step and minor page faults per step."""
+    import resource
+    if mode == "keep":
+        keep_freed_memory()
+    x, p = inputs(2, 16 if dims == FULL_DIMS else 4)
+    model, opt = ours_model(dims)
+    for _ in range(2):
+        ours_step(model, opt, x, p, True)
+    times, faults = [], []
+    for _ in range(steps):
+        f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+        ours_step(model, opt, x, p, True)
+        times.append(time.perf_counter() - t0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return {"step_s": median(times), "times": times, "faults_per_step": median(faults)}
+
+
+def memory_effect(quick: bool, threads, log=print) -> dict:
+    """Ours in fresh processes (the setting is process-wide): glibc's defaults vs
+    lab4.memory.keep_freed_memory() as `lab4-train` sets it; twice each, alternating."""
+    import json
+    import subprocess
+    runs = {"glibc_defaults": [], "kept": []}
+    for _ in range(2):
+        for name, mode in (("glibc_defaults", "default"), ("kept", "keep")):
+            cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", mode] + (["--quick"] if quick else [])
+            if threads:
+                cmd += ["--threads", str(threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            runs[name].append(json.loads(out.strip().splitlines()[-1]))
+    res = {name: {"step_s": median([t for r in rs for t in r["times"]]), "times": [t for r in rs for t in r["times"]],
+                  "faults_per_step": median([r["faults_per_step"] for r in rs])} for name, rs in runs.items()}
+    res["speedup"] = res["glibc_defaults"]["step_s"] / res["kept"]["step_s"]
+    log(f"[train] fresh processes: glibc defaults {res['glibc_defaults']['step_s']:.2f} s/step "
+        f"({res['glibc_defaults']['faults_per_step']:,.0f} page faults per step) | keep_freed_memory "
+        f"{res['kept']['step_s']:.2f} s/step ({res['kept']['faults_per_step']:,.0f}) | x{res['speedup']:.2f}", flush=True)
+    return res
+
+
 # ---- profile -------------------------------------------------------------------------------
 CATEGORIES = [  # (category, substrings of aten op names); first match wins
     ("convolution (bwd)", ("convolution_backward", "convolutionbackward")),
@@ -268,11 +305,6 @@ def categorize(name: str) -> str:
 
 
 def profile_step(dims, x, p, tf: bool = True, top: int = 15) -> dict:
-    with keep_freed_memory():                                         # as lab4.train on a CPU
-        return _profile_step(dims, x, p, tf, top)
-
-
-def _profile_step(dims, x, p, tf: bool, top: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
     model, opt = ours_model(dims)
@@ -347,9 +379,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-options", action="store_true", help="skip the options sweep")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--with-compile", action="store_true", help="also try torch.compile (minutes of compiling)")
+    ap.add_argument("--memory-probe", choices=["keep", "default"], help=argparse.SUPPRESS)   # memory_effect's child
     a = ap.parse_args(argv)
     apply_threads(a.threads)
     dims = QUICK_DIMS if a.quick else FULL_DIMS
+    if a.memory_probe:
+        import json
+        print(json.dumps(memory_probe(a.memory_probe, dims)))
+        return {}
+    keep_freed_memory()     # as a `lab4-train` process; the reference shares the process and the setting
     B, T = 2, (4 if a.quick else 16)
     x, p = inputs(B, T)
     n_mm = 1024 if a.quick else 2048
@@ -370,6 +408,7 @@ def main(argv=None) -> dict:
               f"{prof['conv_bwd_gflops']:.0f} GFLOP/s; per layer kind (forward, batch {prof['layer_batch']}): "
               + "; ".join(f"{r['layer']} {r['gflops']:.0f}" for r in prof["layer_shapes"]), flush=True)
     if not a.no_options:
+        res["memory"] = memory_effect(a.quick, a.threads)
         res["options"] = run_options(dims, x, p, a.opt_repeats, a.with_compile, res["tf_on"]["ours"]["flops"])
     # The ceiling is what the machine can do: of the two medians (start, end) the higher one (a
     # shared machine's load only ever lowers it); both are recorded.

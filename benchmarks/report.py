@@ -158,9 +158,9 @@ def _train(tr) -> str:
              f"Frames/s = B x T sequence frames per second. Median of {len(tr['tf_on']['ours']['times'])} timed steps "
              "per configuration: reference, ours and ours with the opt-in `--cpu_amp` (bf16 autocast; changes the "
              "numerics) take turns in two rounds of blocks (a warm-up step after each switch, then the timed steps), "
-             "so load drift hits all three alike and each is timed in its own steady state. Ours runs as `lab4.train` "
-             "runs it on a CPU, inside `lab4.memory.keep_freed_memory()`; the reference with glibc's malloc defaults, "
-             "as the template's process. A first step per configuration runs under FlopCounterMode, which counts "
+             "so load drift hits all three alike and each is timed in its own steady state. The process runs with "
+             "`lab4.memory.keep_freed_memory()` set, as a `lab4-train` process does; the reference shares the process "
+             "and the setting (it gains less from it than ours, see below: the ratio is conservative). A first step per configuration runs under FlopCounterMode, which counts "
              "the step's FLOPs (forward + backward convolutions). "
              f"Matmul ceiling: torch.mm {mm['n']}x{mm['n']} fp32, median of 20 **{mm['gflops']:.0f} GFLOP/s** "
              + (f"(the higher of the medians measured before ({mm['gflops_start']:.0f}) and after "
@@ -196,6 +196,19 @@ def _train(tr) -> str:
                  f"{_met(off['met_ratio'])}; >= {100 * tr['targets']['ceiling_fraction']:.0f}% of the matmul ceiling: on "
                  f"{ceil_on}, off {ceil_off}. The training mix follows the teacher-forcing "
                  "ratio: at tfr = 1 every step is the 'on' row, at tfr = 0 the 'off' row.")
+    mem = tr.get("memory")
+    if mem:
+        k, g = mem["kept"], mem["glibc_defaults"]
+        parts += ["", "### Kept memory (`lab4/memory.py`)", "",
+                  "A full-size step allocates and frees gigabytes of activations; with glibc's default (adaptive) "
+                  "thresholds much of it goes back to the kernel and is faulted in (and zeroed) again, page by page, "
+                  "on the next step. The `lab4-train` command sets fixed high thresholds for its process first "
+                  "(process-wide, so `train()` called from a notebook does not). Ours, teacher forcing on, in fresh "
+                  f"processes (2 each, alternating; 2 warm-up steps, then {len(k['times']) // 2} timed per process):", "",
+                  _table(["malloc", "s/step (median)", "page faults per step", "speedup"],
+                         [["glibc defaults", f"{g['step_s']:.2f}", f"{g['faults_per_step']:,.0f}", ""],
+                          ["keep_freed_memory (`lab4-train`)", f"{k['step_s']:.2f}", f"{k['faults_per_step']:,.0f}",
+                           f"**x{mem['speedup']:.2f}**"]])]
     if tr.get("options"):
         parts += ["", "### Cheap options (ours, teacher forcing on; median of the timed steps after one warm-up)", ""]
         rows = []
@@ -269,14 +282,14 @@ def _profile(tr) -> str:
                    f"convolution: NCHW runs at x{opts['nchw']['speedup_vs_baseline']:.2f} of the default's speed.")
     if "bf16_autocast" in opts:
         txt.append(f"- bf16 autocast (this CPU has AVX512-BF16): x{opts['bf16_autocast']['speedup_vs_baseline']:.2f}, "
-                   "but it changes the numerics (the package enables it on CUDA only). "
+                   "but it changes the numerics (on the CPU the package uses it only when asked: `--cpu_amp`). "
                    + (f"mkldnn's implicit bf16 convolutions: x{opts['mkldnn_conv_bf16']['speedup_vs_baseline']:.2f}."
                       if "mkldnn_conv_bf16" in opts else ""))
     if tr.get("tf_off"):
         txt.append(f"- Teacher forcing off ({tr['tf_off']['ratio']:.2f}x): the decoder must run step by step on B = 2 "
                    "frames in both versions (each step needs the previous prediction) and both do the same FLOPs, so "
-                   "the gain over the template comes only from channels_last and the batched encoding of the "
-                   "ground-truth frames.")
+                   "the gain over the template comes only from channels_last, the kept memory and the batched "
+                   "encoding of the ground-truth frames. `--cpu_amp` (opt-in, bf16) is the remaining lever on a CPU.")
     return "\n".join(txt)
 
 
