@@ -355,8 +355,13 @@ def _rollout(ro) -> str:
                  + " and from the decoded test split (load and CSV in the table). "
                  + ("1.5x in fp32 would need the dense convolutions well above the rate they already reach here; "
                     "what remains is precision" if not ro["met"] else "Precision")
-                 + (f": bf16 autocast x{opts['bf16_autocast']['speedup_vs_ours']:.2f} more (changes the numerics)"
-                    if "bf16_autocast" in opts else "") + ".")]
+                 + (f": bf16 autocast, `lab4-test --cpu_amp` (opt-in), x{opts['bf16_autocast']['speedup_vs_ours']:.2f} "
+                    "more (changes the numerics)" if "bf16_autocast" in opts else "") + "."),
+                "- Tried during development and dropped (same machine, 20-frame prefix, 5 sequences, full dims; not part "
+                "of `make bench`): in-place residual adds and gate multiplies under inference mode, 0.193 vs 0.192 s per "
+                "frame (no gain: the elementwise ops are 11% of the rollout and the allocations were not the cost); the "
+                "kept memory of `lab4/memory.py`, 0.208 vs 0.192 s per frame (slower here, so `lab4-test` leaves the "
+                "allocator alone)."]
     if ro.get("ours_full_measured"):
         f = ro["ours_full_measured"]
         txt.append(f"\nOurs measured end to end over all {n} frames (`--full-rollout`): {f['s']:.0f} s "
