@@ -83,7 +83,7 @@ def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, o
     """val/psnr_per_frame.csv and .png (with the copy-first-frame baseline), val/pred_val.gif
     (prediction | ground truth | pose)."""
     import matplotlib.pyplot as plt
-    from .plots import plot_psnr_per_frame, save_gif, side_by_side
+    from .plots import plot_psnr_per_frame, save_figure, save_gif, side_by_side
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     T = len(pred)
@@ -93,7 +93,7 @@ def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, o
     with atomic_path(out / "psnr_per_frame.csv") as tmp:
         df.to_csv(tmp, index=False)
     fig = plot_psnr_per_frame(psnr, baseline, title=f"per-frame PSNR, validation video ({T} frames, z ~ N(0, I))")
-    fig.savefig(out / "psnr_per_frame.png", dpi=120, bbox_inches="tight")
+    save_figure(fig, out, "psnr_per_frame.png")
     plt.close(fig)
     save_gif(side_by_side(pred, gt, val.labels[:T], scale=3), out / "pred_val.gif", fps=25)
     return {"val_psnr": kaggle_mean(psnr), "baseline_psnr": kaggle_mean(baseline), "min_psnr": float(psnr[1:].min())}

@@ -157,14 +157,12 @@ class VideoCVAE(nn.Module):
         return out
 
 
-def autocast_for(device: torch.device, cfg=None, *, rollout: bool = False, cuda_amp: bool = False,
-                 cpu_amp: bool = False):
+def autocast_for(device: torch.device, *, cuda_amp: bool = False, cpu_amp: bool = False,
+                 rollout: bool = False):
     """The bfloat16 autocast context lab4 runs the model under (disabled: plain fp32).
-    CUDA: training only, when cfg.amp (rollouts stay fp32: they are cheap on a GPU and the score is
-    measured on them). CPU: training and rollouts, only when cfg.cpu_amp (opt-in: ~1.9x on CPUs
-    with AVX512-BF16/AMX, slower on CPUs without; it changes the numerics)."""
-    if cfg is not None:
-        cuda_amp, cpu_amp = bool(getattr(cfg, "amp", False)), bool(getattr(cfg, "cpu_amp", False))
+    CUDA: training only, with cuda_amp (--amp; rollouts stay fp32: they are cheap on a GPU and the
+    score is measured on them). CPU: training and rollouts, only with cpu_amp (--cpu_amp, opt-in:
+    ~1.9x on CPUs with AVX512-BF16/AMX, slower on CPUs without; it changes the numerics)."""
     enabled = cpu_amp if device.type == "cpu" else (cuda_amp and device.type == "cuda" and not rollout)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 

@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
     val_split = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
     batches = SequenceBatches(train_split, cfg.train_vi_len, device)
     betas = kl_beta_schedule(cfg)
-    autocast = autocast_for(device, cfg)   # bf16: CUDA with --amp (default), CPU with --cpu_amp (opt-in)
+    autocast = autocast_for(device, cuda_amp=cfg.amp, cpu_amp=cfg.cpu_amp)   # bf16 (--amp on CUDA, --cpu_amp)
     save_root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
     last_val = None
@@ -260,9 +260,9 @@ def train_or_load(cfg: TrainConfig, reuse: bool = True, progress: bool = True) -
 
 def _save_loss_curves(metrics: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
-    from .plots import plot_loss_curves
+    from .plots import plot_loss_curves, save_figure
     fig = plot_loss_curves(metrics)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path.parent, path.name, dpi=110)
     plt.close(fig)
 
 
