@@ -11,10 +11,10 @@ DEMO_RUN ?= runs/demo
 MINI_DATA ?= data/synth-mini
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo figures test lab data-mini data-demo bench clean strip
+.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(VENV)/.installed ## create .venv: torch+torchvision pair, lab4 (editable), test and notebook tools
 
@@ -50,8 +50,11 @@ test: setup ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOK
 lab: setup ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-bench: setup ## run the benchmarks and rewrite benchmarks/RESULTS.md
+bench: setup ## run the speed benchmarks and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py
+
+bench-quality: setup ## learning curves at full dims on held-out synthetic data (~50 min): RESULTS.md section 6, reports/figures
+	$(PY) benchmarks/run_all.py --only quality
 
 strip: setup ## strip outputs from the notebooks (they are committed without)
 	$(BIN)/nbstripout notebooks/*.ipynb

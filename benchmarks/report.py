@@ -98,6 +98,10 @@ def summary_rows(doc: dict) -> list[list[str]]:
         best = max((c.get("ratio_vs_reference", 0) for c in gp["configs"]), default=0)
         rows.append(["5. GPU epoch time (best of ours)", f"{gp['configs'][0]['epoch_s']:.0f} s", "see section 5",
                      f"{best:.1f}x", "-", "(no target)"])
+    qu = S.get("quality")
+    if _ok(qu):
+        for c in qu["criteria"]:
+            rows.append([f"6. Quality: {c['what']}", "-", c["value"], "-", "-", _met(c["met"])])
     return rows
 
 
@@ -409,6 +413,34 @@ def _gpu(gp) -> str:
                       _table(["configuration", "ms/step", "epoch s", "peak GPU MiB", "vs reference", "error"], rows)])
 
 
+def _quality(qu) -> str:
+    """Section 6: learning curves (val PSNR against steps and minutes) per recipe and seed."""
+    cf = qu["copy_first_psnr"]
+    marks = sorted({m for m in (2, 5, 8, 13) if m <= qu.get("budget_min", 13) + 1e-9})
+    rows = []
+    for r in qu["runs"]:
+        from bench_quality import psnr_at
+        worst = min(p["val_psnr"] for p in r["curve"])
+        rows.append([r["recipe"], r["seed"], r["steps"], f"{r['train_minutes']:.1f}",
+                     *[_f(psnr_at(r, m)) for m in marks], f"**{r['final_val_psnr']:.2f}**",
+                     f"{r['final_val_psnr'] - cf:+.2f}", f"{worst - cf:+.2f}"])
+    curve_rows = [[r["recipe"], r["seed"], " ".join(f"{p['step']}:{p['val_psnr']:.1f}" for p in r["curve"])]
+                  for r in qu["runs"]]
+    return "\n".join([
+        "## 6. Quality: learning curves at full model dims", "",
+        f"{_when(qu)}. Data `{qu['data']}` (demo preset, synth seed {qu['data_seed']}: held out from the tuning, "
+        f"which used `data/synth-demo`, seed 0), {qu['n_train']} train frames; validation: the {qu['val_len']}-frame "
+        f"rollout from frame 0 with z ~ N(0, I), mean PSNR over frames 1..600; copy-first-frame **{cf:.2f} dB**. "
+        f"Training seeds {', '.join(map(str, qu['seeds']))}. Minutes are training wall-clock on this 2-core CPU "
+        "with the evaluations taken out; the reference trains until its budget. `python benchmarks/bench_quality.py` "
+        "(`make bench-quality`); figure `reports/figures/quality_psnr_vs_minutes.png`.", "",
+        _table(["recipe", "seed", "steps", "train min", *[f"PSNR at {m} min" for m in marks], "final PSNR",
+                "vs copy-first", "lowest eval vs copy-first"], rows), "",
+        "Curves (step: val PSNR dB):", "", _table(["recipe", "seed", "curve"], curve_rows), "",
+        "Acceptance (issue 12):", "",
+        _table(["criterion", "value", "met?"], [[c["what"], c["value"], _met(c["met"])] for c in qu["criteria"]])])
+
+
 def render(doc: dict) -> str:
     if not doc:
         return "# Benchmarks\n\nNo results yet: run `make bench`.\n"
@@ -434,6 +466,8 @@ def render(doc: dict) -> str:
     parts += [_synth(S), ""]
     if S.get("gpu") is not None:
         parts += [_gpu(S["gpu"]), ""]
+    if _ok(S.get("quality")):
+        parts += [_quality(S["quality"]), ""]
     parts += ["## Notes", "",
               "- Peak memory is the process's peak RSS from `resource.getrusage` over each phase (the kernel's "
               "high-water mark is reset between phases through /proc/self/clear_refs); DataLoader and cache-build "

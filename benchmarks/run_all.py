@@ -5,6 +5,7 @@
     python benchmarks/run_all.py --with-full-synth --with-compile --full-rollout   # the slow extras
     python benchmarks/run_all.py --only train     # re-run some sections, keep the others' results
     python benchmarks/run_all.py --report-only    # regenerate RESULTS.md from results.json
+    python benchmarks/run_all.py --only quality   # `make bench-quality`: learning curves (~50 min, not in the default)
 
 Each benchmark runs in its own process (so its peak memory is its own), one after another.
 Sections not re-run keep their previous figures (each section records its own date and load).
@@ -26,7 +27,8 @@ from common import ROOT, load_avg, machine_info, now, stamp, write_json  # noqa:
 from report import render  # noqa: E402
 
 HERE = ROOT / "benchmarks"
-SECTIONS = ("synth", "loader", "train", "rollout", "gpu")
+SECTIONS = ("synth", "loader", "train", "rollout", "gpu", "quality")
+DEFAULT_SECTIONS = ("synth", "loader", "train", "rollout", "gpu")   # quality: only when asked for (long)
 
 
 def run_script(args: list[str], log) -> tuple[int, float, str]:
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
         md_path.write_text(render(old))
         print(f"wrote {md_path.relative_to(ROOT)}")
         return 0
-    only = set(a.only.split(",")) if a.only else set(SECTIONS)
+    only = set(a.only.split(",")) if a.only else set(DEFAULT_SECTIONS)
     if only - set(SECTIONS):
         ap.error(f"--only: unknown section(s) {sorted(only - set(SECTIONS))}; choose from {SECTIONS}")
     log = lambda s: print(s, flush=True)
@@ -131,6 +133,9 @@ def main(argv=None) -> int:
     if "gpu" in only:
         log("\n== 5. GPU ==")
         results["gpu"] = run_json("bench_gpu.py", ["--quick"] if a.quick else [], log)
+    if "quality" in only:
+        log("\n== 6. quality: learning curves ==")
+        results["quality"] = run_json("bench_quality.py", q, log)
 
     total = time.perf_counter() - t_start
     cmd = "python benchmarks/run_all.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv if argv is not None else sys.argv[1:]))

@@ -52,6 +52,10 @@ class TrainConfig:
     preset: str = "default"         # the preset these values started from (recorded only)
     seed: int = 1                   # seeds data order, teacher-forcing coins, noise, init
     sigmoid_output: bool = True     # bound the generator output to [0, 1] (template: unbounded)
+    init_output: str = "data"       # data: the Generator starts at the train frames' mean colour;
+                                    # default: PyTorch's init (template)
+    init_posterior: str = "prior"   # prior: q(z|x,p) starts at N(0, I), KL ~0 at step 1;
+                                    # default: PyTorch's init (template: KL ~10^3 at step 1)
     lr_scheduler: str = "multistep"  # multistep (template: x0.1 at epochs 2 and 5), cosine, constant
     lr_milestones: tuple = (2, 5)   # multistep milestones (template's)
     min_lr: float = 0.0             # cosine floor
@@ -90,11 +94,19 @@ class TrainConfig:
 # Presets: overrides of the defaults above. The command line overrides a preset.
 PRESETS: dict[str, dict] = {
     # The template exactly: unbounded output, MultiStepLR([2, 5]), Fu et al.'s schedule as coded.
-    "template": dict(sigmoid_output=False, kl_reach_stop=False, tf_coin="epoch"),
+    "template": dict(sigmoid_output=False, kl_reach_stop=False, tf_coin="epoch", init_output="default",
+                     init_posterior="default"),
     # What the best student reports converged on, for a GPU and the real data.
     "best": dict(optim="AdamW", lr=3e-4, weight_decay=1e-2, lr_scheduler="cosine", min_lr=1e-6,
                  num_epoch=400, tfr=0.0, kl_anneal_type="Monotonic", kl_anneal_ratio=0.25,
                  batch_size=8, per_save=20, val_every=5),
+    # The first real result on a CPU: full model dims, the recipe with the most quality per wall-clock
+    # minute we measured (benchmarks/bench_quality.py, RESULTS.md section 6): batch 2, Adam 1e-3 with a
+    # cosine decay to 1e-4, beta fixed at 1 on the template's summed KL, no teacher forcing (early
+    # teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against 28.2 at step 92),
+    # 150 steps and one validation: ~12 min on 2 cores.
+    "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
+                  steps_per_epoch=50, tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3),
     # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing,
     # the template's KL scale with beta fixed at 1 (z stays close to the prior that inference
     # samples from); measured: ~28 dB val PSNR after 120 steps on the demo synthetic data.

@@ -74,6 +74,13 @@ def validate(model: VideoCVAE, val: Split, length: int = 630, seed: int = 0,
     return pred, psnr_per_frame(pred, val.images[:T])
 
 
+def copy_first_psnr(val: Split, length: int = 630) -> np.ndarray:
+    """Per-frame PSNR (T,) of the copy-first-frame baseline on the val video: every frame predicted
+    as frame 0. A model below it has learnt less than doing nothing (a collapse)."""
+    gt = val.images[:min(length, len(val.images))]
+    return psnr_per_frame(np.repeat(gt[:1], len(gt), axis=0), gt)
+
+
 def kaggle_mean(psnr: np.ndarray) -> float:
     """Mean PSNR over frames 1..600, as Kaggle scores a sequence."""
     return float(np.mean(psnr[1:LAST_SCORED + 1]))
@@ -88,7 +95,7 @@ def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, o
     out.mkdir(parents=True, exist_ok=True)
     T = len(pred)
     gt = val.images[:T]
-    baseline = psnr_per_frame(np.repeat(gt[:1], T, axis=0), gt)
+    baseline = copy_first_psnr(val, T)
     df = pd.DataFrame({"frame": np.arange(T), "psnr": psnr, "copy_first_frame_psnr": baseline})
     with atomic_path(out / "psnr_per_frame.csv") as tmp:
         df.to_csv(tmp, index=False)

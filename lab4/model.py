@@ -157,6 +157,64 @@ class VideoCVAE(nn.Module):
         return out
 
 
+# ---- initialisation from the data --------------------------------------------------------
+@torch.no_grad()
+def init_output_head(model: VideoCVAE, mean_rgb, weight_scale: float = 0.1) -> None:
+    """Start the Generator where the data is: its last 1x1 conv's bias becomes the training
+    frames' mean colour (through the inverse of the output bound: logit for the sigmoid head) and
+    its weights shrink by `weight_scale`, so the first predictions already have the data's
+    brightness instead of sigmoid(0) = 0.5 (or ~0 unbounded). A bright studio sits near 0.9,
+    where a sigmoid head started at 0 needs hundreds of steps of vanishing gradients to arrive."""
+    head = model.Generator[-1]                                          # Conv2d(D/8 -> 3, 1x1)
+    mean = torch.as_tensor(mean_rgb, dtype=torch.float32).clamp(0.02, 0.98)   # (3,)
+    head.bias.copy_(torch.logit(mean) if model.sigmoid_output else mean)
+    head.weight.mul_(weight_scale)
+
+
+@torch.no_grad()
+def init_posterior_at_prior(model: VideoCVAE, weight_scale: float = 0.01) -> None:
+    """Start q(z | x, p) at N(0, I): the Gaussian_Predictor's last 1x1 conv (-> mu, logvar) gets
+    zero bias and weights shrunk by `weight_scale`. At PyTorch's default initialisation the KL,
+    summed over the 12x32x64 latents as the template does, starts near 10^3 with a gradient
+    ~10^4 times the MSE's; after clipping at norm 1 the first steps then learn almost nothing but
+    the KL. Started at the prior, the KL starts near 0 and the reconstruction is learnt at once."""
+    head = model.Gaussian_Predictor[-1]                                 # Conv2d(N -> 2N, 1x1)
+    head.weight.mul_(weight_scale)
+    head.bias.zero_()
+
+
+@torch.no_grad()
+def recalibrate_label_batchnorm(model: VideoCVAE, labels: torch.Tensor, max_frames: int = 2048) -> None:
+    """Set the Label_Encoder BatchNorm's running statistics to the statistics of its input under
+    the current weights, over up to `max_frames` training pose images spread evenly over the set
+    ("precise BatchNorm"). Why: a pose image is white but for a thin skeleton, so the conv before
+    the BatchNorm outputs nearly a constant per channel (std ~0.01 around a mean ~0.5), and the
+    running mean, updated during the forward pass of a step whose optimizer update then moves the
+    weights, lags the weights by one step: a lag of 0.01 is most of a standard deviation, the
+    normalised pose features at inference are shifted everywhere, and the rollout (BatchNorm in eval
+    mode) decodes a blank frame while training, on batch statistics, looks fine.
+    labels: (N, 3, H, W) uint8 or float in [0, 1], on any device."""
+    pad, conv, bn = (model.label_transformation[i] for i in range(3))
+    if not isinstance(bn, nn.BatchNorm2d) or not bn.track_running_stats:
+        return
+    device = conv.weight.device
+    idx = torch.linspace(0, len(labels) - 1, min(max_frames, len(labels))).round().long()
+    total = sq = None
+    count = 0
+    for chunk in idx.split(256):
+        p = labels[chunk.to(labels.device) if isinstance(labels, torch.Tensor) else chunk.numpy()]
+        p = torch.as_tensor(p).to(device)
+        p = p.float() / 255 if p.dtype == torch.uint8 else p.float()
+        h = conv(pad(p)).double()                                          # (n, C, H, W)
+        s, s2 = h.sum(dim=(0, 2, 3)), h.pow(2).sum(dim=(0, 2, 3))
+        total, sq = (s, s2) if total is None else (total + s, sq + s2)
+        count += h.shape[0] * h.shape[2] * h.shape[3]
+    mean = total / count
+    var = (sq / count - mean.pow(2)).clamp_min(0) * count / max(count - 1, 1)   # unbiased, as BatchNorm keeps
+    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+    bn.running_var.copy_(var.to(bn.running_var.dtype))
+
+
 def autocast_for(device: torch.device, *, cuda_amp: bool = False, cpu_amp: bool = False,
                  rollout: bool = False):
     """The bfloat16 autocast context lab4 runs the model under (disabled: plain fp32).

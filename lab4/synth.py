@@ -1,9 +1,11 @@
 """Procedural "synthetic dance" dataset in the exact on-disk layout of the Lab 4 Kaggle data.
 
-One man (light-blue long-sleeve shirt, dark trousers) dances in a white studio; the label of each
-frame is the same 2-D skeleton drawn OpenPose-style on white.  Every frame is a deterministic
-function of (its pose, the video's appearance), so a model given frame 0 and the poses can
-predict the rest.  Layout written under OUT (see LAB4_SPEC.md section 1):
+One man (light-blue long-sleeve shirt, dark trousers) dances in a studio: a light wall above a
+greyer floor, a mild lighting gradient, an optional soft shadow; he dances in place and walks or
+runs across the frame.  The look varies per video (tones, horizon, light, body size, limb
+thickness, tempo) so that nothing is tuned to one appearance.  The label of each frame is the
+same 2-D skeleton drawn OpenPose-style on white.  Every frame is a deterministic function of (its
+pose, the video's appearance), so a model given frame 0 and the poses can predict the rest.  Layout written under OUT (see LAB4_SPEC.md section 1):
 
     train/train_img|train_label/frame%06d.png     n_train frames, several videos concatenated
     val/val_img|val_label/frame%06d.png           one video of n_val frames
@@ -92,7 +94,11 @@ class Video:
     trousers: tuple
     skin: tuple
     hair: tuple
-    wall: int               # background brightness
+    studio: tuple           # (wall RGB, floor RGB, horizon fraction, cove fraction): _background
+    light: tuple            # (gain per unit x, gain per unit y) of the lighting gradient
+    shadow: float           # floor-shadow darkness (0: none)
+    shadow_dx: float        # shadow offset sideways, in body heights (light from one side)
+    limb: float             # limb-thickness factor
 
 
 # ---------------------------------------------------------------- choreography
@@ -111,18 +117,20 @@ def _move(name: str, t: np.ndarray, d: int, o: dict, x0: float) -> np.ndarray:
         p[:, X] += 0.004 * np.sin(ph / 2)
         p[:, HEAD] = 0.06 * np.sin(ph / 3)
         p[:, [la, ra]] += 0.05 * np.sin(ph)[:, None]
-    elif name in ("walk", "walk_across"):
-        p[:, lf + 1] = 0.06 * np.maximum(0, np.sin(ph))
-        p[:, rf + 1] = 0.06 * np.maximum(0, -np.sin(ph))
-        p[:, la + 1] = 0.05 - 0.4 * np.sin(ph)
-        p[:, ra + 1] = 0.05 + 0.4 * np.sin(ph)
-        p[:, [la + 3, ra + 3]] = 0.45 + 0.2 * np.abs(np.sin(ph))[:, None]
-        p[:, DROP] = 0.012 * (1 - np.cos(2 * ph)) / 2
-        if name == "walk_across":
+    elif name in ("walk", "walk_across", "run_across"):
+        run = 1.0 if name == "run_across" else 0.0   # running: longer strides, higher feet, bent arms
+        p[:, lf + 1] = (0.06 + 0.06 * run) * np.maximum(0, np.sin(ph))
+        p[:, rf + 1] = (0.06 + 0.06 * run) * np.maximum(0, -np.sin(ph))
+        p[:, la + 1] = 0.05 - (0.4 + 0.3 * run) * np.sin(ph)
+        p[:, ra + 1] = 0.05 + (0.4 + 0.3 * run) * np.sin(ph)
+        p[:, [la + 3, ra + 3]] = 0.45 + 0.7 * run + 0.2 * np.abs(np.sin(ph))[:, None]
+        p[:, DROP] = (0.012 + 0.02 * run) * (1 - np.cos(2 * ph)) / 2
+        p[:, LEAN] = 0.12 * run
+        if name != "walk":
             p[:, X] = x0 + (o["x1"] - x0) * _ease(s)
             p[:, YAW] = np.sign(o["x1"] - x0) * np.pi / 2
-            p[:, lf + 2] = 0.11 * np.cos(ph)
-            p[:, rf + 2] = -0.11 * np.cos(ph)
+            p[:, lf + 2] = (0.11 + 0.08 * run) * np.cos(ph)
+            p[:, rf + 2] = -(0.11 + 0.08 * run) * np.cos(ph)
     elif name == "turn":   # full spin, or half turn to the back and back again
         half = np.pi * (1 - np.cos(2 * np.pi * s)) / 2
         p[:, YAW] = o["dir"] * (2 * np.pi * _ease(s) if o["full"] else half)
@@ -159,8 +167,9 @@ def _move(name: str, t: np.ndarray, d: int, o: dict, x0: float) -> np.ndarray:
     return p
 
 
-MOVES = ["idle", "walk", "walk_across", "turn", "squat", "lunge", "arms", "wave"]
-WEIGHTS = [0.08, 0.14, 0.18, 0.14, 0.13, 0.11, 0.14, 0.08]
+MOVES = ["idle", "walk", "walk_across", "run_across", "turn", "squat", "lunge", "arms", "wave"]
+WEIGHTS = [0.06, 0.10, 0.18, 0.10, 0.12, 0.12, 0.10, 0.14, 0.08]
+SPEED = {"walk_across": 0.0022, "run_across": 0.0045}   # hip travel per frame (fraction of the width)
 
 
 def _choreography(n: int, rng: np.random.Generator, tempo: float) -> np.ndarray:
@@ -174,10 +183,12 @@ def _choreography(n: int, rng: np.random.Generator, tempo: float) -> np.ndarray:
              "reps": int(rng.integers(2, 4)), "yaw": rng.choice([0.0, 0.0, -0.6, 0.6]),
              "style": rng.choice(["side", "front", "alt"]), "side": int(rng.integers(2))}
         d = int(rng.integers(70, 170) / tempo)
-        if name == "walk_across":
-            far = [x for x in (0.3, 0.7) if abs(x - prev[X]) > 0.15]
-            o["x1"] = rng.uniform(*sorted((rng.choice(far), 0.5))) if far else 0.5
-            d = int((abs(o["x1"] - prev[X]) / 0.0022 + 40) / tempo)
+        if name in SPEED:   # travel to the far side: up to 0.2 / 0.8 of the width
+            far = 0.8 if prev[X] < 0.5 else 0.2
+            o["x1"] = rng.uniform(*sorted((far, 0.5 + 0.6 * (far - 0.5))))
+            if name == "run_across":
+                o["period"] = 22 / tempo
+            d = int((abs(o["x1"] - prev[X]) / SPEED[name] + 30) / tempo)
         if name == "lunge":
             o["yaw"] = o["dir"] * 0.8
         raw = _move(name, np.arange(d, dtype=float), d, o, prev[X])
@@ -196,14 +207,21 @@ def make_video(n: int, seed) -> Video:
     rng = np.random.default_rng(seed)
     light = rng.uniform(0.82, 1.12)
     skin = np.array([222, 176, 142]) * rng.uniform(0.72, 1.03) + rng.normal(0, 5, 3)
+    tint = rng.normal(0, 2.5, 3)                               # warm or cool studio light
+    wall = rng.uniform(236, 252) + tint
+    floor = wall - rng.uniform(22, 55) + rng.normal(0, 2, 3)  # a light-grey floor, never white
+    horizon = rng.uniform(0.55, 0.70)
     return Video(
         params=_choreography(n, rng, tempo=rng.uniform(0.8, 1.25)),
-        height_frac=rng.uniform(0.58, 0.70), ground_frac=rng.uniform(0.82, 0.86),
+        height_frac=rng.uniform(0.50, 0.68), ground_frac=rng.uniform(max(0.80, horizon + 0.1), 0.88),
         shoulder=rng.uniform(0.105, 0.125),
         shirt=_rgb(np.array([150, 190, 228]) * light + rng.normal(0, 6, 3)),
         trousers=_rgb(np.array([42, 46, 62]) * rng.uniform(0.7, 1.5) + rng.normal(0, 4, 3)),
         skin=_rgb(skin), hair=_rgb(np.array([45, 32, 25]) * rng.uniform(0.6, 1.6)),
-        wall=int(rng.integers(244, 253)))
+        studio=(_rgb(wall), _rgb(floor), round(float(horizon), 4), round(float(rng.uniform(0.01, 0.05)), 4)),
+        light=(round(float(rng.uniform(-0.08, 0.08)), 4), round(float(rng.uniform(-0.07, 0.0)), 4)),
+        shadow=float(rng.uniform(0.05, 0.2)) if rng.random() < 0.75 else 0.0,
+        shadow_dx=float(rng.uniform(-0.15, 0.15)), limb=float(rng.uniform(0.8, 1.15)))
 
 
 def _rgb(c) -> tuple:
@@ -262,11 +280,21 @@ def skeleton(p: np.ndarray, v: Video, height: int, width: int):
 
 # ---------------------------------------------------------------- drawing
 @lru_cache(maxsize=8)
-def _background(height: int, width: int, wall: int) -> Image.Image:
-    """White studio: a bright wall fading to a slightly greyer seamless floor."""
-    y = np.linspace(0, 1, height)[:, None]
-    g = wall - 12 * np.clip((y - 0.55) / 0.45, 0, 1) ** 1.5
-    return Image.fromarray(np.repeat(np.rint(g), width, 1).astype(np.uint8)).convert("RGB")
+def _background(height: int, width: int, studio: tuple) -> Image.Image:
+    """Studio: a light wall above a greyer floor, joined by a soft cove at the horizon."""
+    wall, floor, horizon, cove = (np.array(studio[0], float), np.array(studio[1], float), *studio[2:])
+    y = np.linspace(0, 1, height)[:, None, None]                      # (H, 1, 1)
+    w = np.clip((y - horizon) / cove + 0.5, 0, 1)                     # 0 on the wall, 1 on the floor
+    g = wall * (1 - w) + floor * w - 10 * np.clip(y - horizon, 0, 1)  # the floor darkens towards the camera
+    return Image.fromarray(np.rint(np.repeat(g, width, 1)).clip(0, 255).astype(np.uint8))
+
+
+@lru_cache(maxsize=8)
+def _lighting(height: int, width: int, light: tuple) -> np.ndarray:
+    """Multiplicative gain (H, W, 1) of a mild lighting gradient across the frame."""
+    gx, gy = light
+    y, x = np.linspace(-0.5, 0.5, height)[:, None], np.linspace(-0.5, 0.5, width)[None]
+    return (1 + gx * x + gy * y)[..., None]
 
 
 def _seg(dr, a, b, w, col):
@@ -281,16 +309,18 @@ def render_frame(p: np.ndarray, v: Video, height: int, width: int, skel=None) ->
     """The RGB frame for pose parameters `p` of video `v` (deterministic)."""
     xy, dep = skel or skeleton(p, v, height, width)
     hb = v.height_frac * height
-    img = _background(height, width, v.wall).copy()
+    img = _background(height, width, v.studio).copy()
     dr = ImageDraw.Draw(img)
-    # soft floor shadow: concentric ellipses, darker towards the centre
-    cx, gy = (xy[10, 0] + xy[13, 0]) / 2, v.ground_frac * height + 0.035 * hb
-    rx = abs(xy[10, 0] - xy[13, 0]) / 2 + 0.13 * hb
-    for i, f in enumerate((1.0, 0.8, 0.6, 0.4)):
-        g = v.wall - 14 - 7 * i
-        ry = 0.03 * hb * f
-        dr.ellipse([cx - rx * f, gy - ry, cx + rx * f, gy + ry], fill=(g, g, g))
-    L = lambda f: f * hb   # noqa: E731  (widths scale with the body)
+    if v.shadow > 0:   # soft floor shadow: concentric ellipses, darker towards the centre
+        cx = (xy[10, 0] + xy[13, 0]) / 2 + v.shadow_dx * hb
+        gy = v.ground_frac * height + 0.035 * hb
+        rx = abs(xy[10, 0] - xy[13, 0]) / 2 + 0.13 * hb
+        floor = np.array(v.studio[1], float)
+        for i, f in enumerate((1.0, 0.8, 0.6, 0.4)):
+            ry = 0.03 * hb * f
+            dr.ellipse([cx - rx * f, gy - ry, cx + rx * f, gy + ry],
+                       fill=_rgb(floor * (1 - v.shadow * (0.4 + 0.2 * i))))
+    L = lambda f: f * hb * v.limb   # noqa: E731  (widths scale with the body)
     items = []   # (depth, kind, args) drawn far to near
     for k in range(2):
         sh, el, wr, hip, kn, an = (5, 6, 7, 11, 12, 13) if k == 0 else (2, 3, 4, 8, 9, 10)
@@ -310,7 +340,8 @@ def render_frame(p: np.ndarray, v: Video, height: int, width: int, skel=None) ->
             dr.ellipse([x - r, y - r, x + r, y + r], fill=col)
         else:
             _draw_torso(dr, xy, p, v, hb)
-    return img
+    lit = np.asarray(img, np.float32) * _lighting(height, width, v.light)
+    return Image.fromarray(np.rint(lit).clip(0, 255).astype(np.uint8))
 
 
 def _draw_torso(dr, xy, p, v: Video, hb: float):
@@ -442,7 +473,7 @@ def _tasks(cfg: SynthPreset, seed: int, H: int, W: int, out: pathlib.Path):
     rng = np.random.default_rng([seed, 0])
     lengths = []
     while sum(lengths) < cfg.n_train:
-        lengths.append(min(int(rng.integers(500, 1501)), cfg.n_train - sum(lengths)))
+        lengths.append(min(int(rng.integers(400, 801)), cfg.n_train - sum(lengths)))
     runs = []   # (video, img_dir, label_dir, first_name, only_first_img, seq)
     first = 0
     for i, n in enumerate(lengths):

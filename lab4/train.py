@@ -29,8 +29,9 @@ from .data import SequenceBatches, load_split
 from .errors import Lab4Error
 from .files import write_text_atomic
 from .memory import keep_freed_memory
-from .infer import kaggle_mean, select_device, validate, write_validation_outputs
-from .model import VideoCVAE, autocast_for, cvae_loss
+from .infer import copy_first_psnr, kaggle_mean, select_device, validate, write_validation_outputs
+from .model import (VideoCVAE, autocast_for, cvae_loss, init_output_head, init_posterior_at_prior,
+                    recalibrate_label_batchnorm)
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
 
 SUM_KEYS = ("loss", "mse", "kl", "tf_steps", "steps")
@@ -42,6 +43,15 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     if cfg.optim == "AdamW":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise Lab4Error(f"--optim {cfg.optim!r}: expected Adam or AdamW")
+
+
+def initialise_from_data(model: VideoCVAE, cfg: TrainConfig, train_split) -> None:
+    """The start of a fresh run (not a resume): the output head at the training frames' mean
+    colour, the posterior at the prior (lab4/model.py says why); each can be switched off."""
+    if cfg.init_output == "data":
+        init_output_head(model, train_split.images.mean(axis=(0, 2, 3)) / 255.0)   # (3,) in [0, 1]
+    if cfg.init_posterior == "prior":
+        init_posterior_at_prior(model)
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -58,6 +68,9 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("partial", "fast_partial"):
         if not 0 < getattr(cfg, name) <= 1:
             raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a fraction in (0, 1]")
+    for name, choices in (("init_output", ("data", "default")), ("init_posterior", ("prior", "default"))):
+        if getattr(cfg, name) not in choices:
+            raise Lab4Error(f"--{name} {getattr(cfg, name)!r}: expected one of {', '.join(choices)}")
     if cfg.train_vi_len < 2:
         raise Lab4Error(f"--train_vi_len {cfg.train_vi_len}: expected at least 2 frames")
     if not cfg.save_root:
@@ -108,7 +121,8 @@ class _SigintFlag(threading.Event):
 
 def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> dict:
     """Train (or resume from cfg.ckpt_path). Returns {metrics, best_val_psnr, last_ckpt, ...}.
-    on_step(epoch, step, loss) is called after every optimisation step (tests, notebooks)."""
+    on_step(epoch, step, loss, model) is called after every optimisation step (tests, notebooks,
+    benchmarks/bench_quality.py)."""
     check_config(cfg)
     device = select_device(cfg.device)
     save_root = Path(cfg.save_root)
@@ -141,7 +155,10 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
 
     train_split = load_split(cfg.DR, "train", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
     val_split = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+    if not cfg.ckpt_path:
+        initialise_from_data(model, cfg, train_split)
     batches = SequenceBatches(train_split, cfg.train_vi_len, device)
+    copy_first = kaggle_mean(copy_first_psnr(val_split, cfg.val_vi_len))   # the do-nothing baseline, once
     betas = kl_beta_schedule(cfg)
     autocast = autocast_for(device, cuda_amp=cfg.amp, cpu_amp=cfg.cpu_amp)   # bf16 (--amp on CUDA, --cpu_amp)
     save_root.mkdir(parents=True, exist_ok=True)
@@ -200,17 +217,21 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
                     if k % 10 == 0:
                         bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
                     if on_step is not None:
-                        on_step(epoch, k, loss_value)
+                        on_step(epoch, k, loss_value, model)
             except KeyboardInterrupt:
                 bar.close()
+                recalibrate_label_batchnorm(model, batches.labels)        # a checkpoint lab4-test can use
                 rng = resume_rng if resume_rng is not None else _rng_state(device)
                 save_checkpoint(checkpoint(epoch, resume_k, rng), save_root / "last.ckpt")
                 raise
             bar.close()
             start_batch = 0
+            recalibrate_label_batchnorm(model, batches.labels)   # running stats of the current weights, for
+                                                                 # validation, checkpoints and lab4-test
             row = {"epoch": epoch + 1, **{key: sums[key] / max(sums["steps"], 1) for key in ("loss", "mse", "kl")},
                    "beta": beta, "tfr": tfr, "lr": lr, "teacher_forced": sums["tf_steps"] / max(sums["steps"], 1),
-                   "steps": int(sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan}
+                   "steps": int(sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan,
+                   "copy_first_psnr": copy_first}
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
                 pred, psnr = validate(model, val_split, cfg.val_vi_len, seed=cfg.seed, progress=progress, cpu_amp=cfg.cpu_amp)
                 row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
@@ -229,7 +250,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
                 save_checkpoint(ck, save_root / "best.ckpt")
             if (epoch + 1) % cfg.per_save == 0:
                 save_checkpoint(ck, save_root / f"epoch={epoch + 1}.ckpt")
-            val_txt = f"  val PSNR {row['val_psnr']:.2f} dB" if not np.isnan(row["val_psnr"]) else ""
+            val_txt = validation_words(row["val_psnr"], copy_first)
             if interrupted.is_set():                                    # Ctrl-C during validation/saving
                 raise KeyboardInterrupt
             log(f"epoch {epoch + 1:>3}/{cfg.num_epoch}  loss {row['loss']:.5f}  mse {row['mse']:.5f}  kl {row['kl']:.4g}  "
@@ -243,6 +264,18 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
         pred, psnr, written = last_val  # the last validation is the final epoch's
         summary.update(written or write_validation_outputs(pred, psnr, val_split, save_root / "val"))
     return summary
+
+
+def validation_words(val_psnr: float, copy_first: float) -> str:
+    """The log's validation text: the score beside the copy-first-frame baseline, and in words
+    when the model is below it (it predicts worse than repeating frame 0: a collapse)."""
+    if np.isnan(val_psnr):
+        return ""
+    text = f"  val PSNR {val_psnr:.2f} dB (copy-first {copy_first:.2f}, {val_psnr - copy_first:+.2f})"
+    if val_psnr < copy_first:
+        text += ("  BELOW copy-first-frame: the rollout is worse than repeating frame 0 "
+                 "(collapsed or not yet learnt; see val/pred_val.gif with --store_visualization)")
+    return text
 
 
 def train_or_load(cfg: TrainConfig, reuse: bool = True, progress: bool = True) -> pd.DataFrame:

@@ -30,6 +30,7 @@ def test_metrics_csv_has_one_row_per_epoch(smoke_run):
     assert m["epoch"].tolist() == [1, 2] and m["steps"].tolist() == [3, 3]
     assert np.isfinite(m[COLUMNS].to_numpy(float)).all()
     np.testing.assert_allclose(m["loss"], m["mse"] + m["beta"] * m["kl"], rtol=1e-5)
+    assert np.isfinite(m["copy_first_psnr"]).all() and m["copy_first_psnr"].nunique() == 1   # computed once
 
 
 def test_outputs_of_a_run(smoke_run):
@@ -99,7 +100,7 @@ def test_resume_after_an_epoch_is_exact(reference, mini_data, tmp_path, smoke_co
 
 
 def test_resume_after_ctrl_c_mid_epoch_is_exact(reference, mini_data, tmp_path, smoke_config):
-    def interrupt(epoch, step, loss):
+    def interrupt(epoch, step, loss, model):
         if (epoch, step) == (1, 0):
             raise KeyboardInterrupt
 

@@ -1,0 +1,273 @@
+"""Quality benchmark: what a user sees in the first minutes of training, at full model dims on the CPU.
+
+    python benchmarks/bench_quality.py                     # `make bench-quality` (~50 min on 2 cores)
+    python benchmarks/bench_quality.py --recipes reference,quick --seeds 1,2
+    python benchmarks/bench_quality.py --quick             # tiny sizes, development only
+
+For each recipe and seed it trains from scratch on the same data and records learning curves: the
+Kaggle-protocol validation PSNR (the 630-frame rollout from frame 0 with z ~ N(0, I), mean over
+frames 1..600) against optimizer steps and against wall-clock minutes of training (evaluation time
+excluded), with the copy-first-frame PSNR of the same video for reference.
+
+Data: `data/synth-quality`, the demo preset drawn with seed 7 (the package's defaults were tuned on
+`data/synth-demo`, seed 0: this set is held out from that tuning). Generated on first use.
+
+Recipes (RECIPES below): the template-style reference (benchmarks/reference.py's step, the
+template's PNG Dataset, unbounded output, batch 2, Adam 1e-3, beta 1, no teacher forcing); lab4 at
+the template's quick-check flags (the command in the README's issue 12: 2 epochs on half the data,
+KL None, tfr 0, lr 1e-3) with our defaults, with PyTorch's initialisation (how it was before the
+data-derived start) and with the unbounded head; and `--preset quick`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, add_common_args, apply_threads, load_avg, machine_info, now, quiet_progress, write_json  # noqa: E402
+
+QUALITY_DATA = ROOT / "data" / "synth-quality"
+QUICK_DATA = ROOT / "data" / "synth-quality-mini"
+DATA_SEED = 7
+
+# The issue's quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
+# --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
+TEMPLATE_FLAGS = dict(num_epoch=2, partial=0.5, per_save=1, kl_anneal_type="None", tfr=0.0, lr=1e-3)
+RECIPES = {
+    "reference": dict(kind="reference"),
+    "lab4 template flags": dict(kind="lab4", preset="default", flags=TEMPLATE_FLAGS),
+    "lab4 template flags, PyTorch init": dict(kind="lab4", preset="default",
+                                              flags={**TEMPLATE_FLAGS, "init_output": "default",
+                                                     "init_posterior": "default"}),
+    "lab4 template flags, unbounded": dict(kind="lab4", preset="default",
+                                           flags={**TEMPLATE_FLAGS, "sigmoid_output": False}),
+    "quick": dict(kind="lab4", preset="quick", flags={}),
+}
+SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
+         "unbounded": "lab4 template flags, unbounded", "quick": "quick"}
+DEFAULT_RECIPES = "reference,template,pytorch-init,quick"
+EVAL_AT = (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500)   # + the last step of every run
+
+
+def ensure_data(quick: bool, log=print):
+    from lab4.synth import generate_dataset
+    path = QUICK_DATA if quick else QUALITY_DATA
+    try:
+        if json.loads((path / "synth.json").read_text()).get("complete"):
+            return path
+    except (OSError, ValueError):
+        pass
+    log(f"generating {path.relative_to(ROOT)} ({'mini' if quick else 'demo'} preset, seed {DATA_SEED}) ...")
+    generate_dataset(path, "mini" if quick else "demo", seed=DATA_SEED, workers=os.cpu_count(), progress=False)
+    return path
+
+
+class Curve:
+    """Evaluates a model at the steps of EVAL_AT (and at the end) and keeps the training clock:
+    wall time since start minus the time spent evaluating."""
+
+    def __init__(self, val, train_labels, val_len: int, seed: int, log):
+        self.val, self.train_labels, self.val_len, self.seed, self.log = val, train_labels, val_len, seed, log
+        self.points, self.eval_s, self.t0 = [], 0.0, time.perf_counter()
+
+    def train_minutes(self) -> float:
+        return (time.perf_counter() - self.t0 - self.eval_s) / 60
+
+    def evaluate(self, model, step: int, name: str, minutes: float | None = None) -> None:
+        """train()'s validation at an epoch's end, at this step: BatchNorm statistics of the
+        current weights, then the 630-frame rollout from frame 0 with z ~ N(0, I)."""
+        from lab4.infer import kaggle_mean, validate
+        from lab4.model import recalibrate_label_batchnorm
+        minutes = self.train_minutes() if minutes is None else minutes
+        t = time.perf_counter()
+        state = {k: v.clone() for k, v in model.label_transformation.state_dict().items()}
+        recalibrate_label_batchnorm(model, self.train_labels)
+        _, psnr = validate(model, self.val, self.val_len, seed=self.seed)
+        model.label_transformation.load_state_dict(state)   # the run goes on exactly as without evaluation
+        self.eval_s += time.perf_counter() - t
+        self.points.append({"step": step, "minutes": minutes, "val_psnr": kaggle_mean(psnr)})
+        self.log(f"  {name}: step {step:>4}  {minutes:5.2f} min  val PSNR {self.points[-1]['val_psnr']:.2f} dB")
+
+
+def run_reference(data, seed: int, budget_min: float, max_steps: int, curve: Curve, name: str) -> dict:
+    """The template's loop (benchmarks/reference.py): PNG Dataset + DataLoader(batch 2, shuffle),
+    unbounded output, Adam 1e-3, beta 1 (KL None), tfr 0, clip 1.0, until the wall-clock budget."""
+    import torch
+    from lab4.model import VideoCVAE
+    from reference import TemplateDataset, template_train_step
+    torch.manual_seed(seed)
+    model = VideoCVAE(sigmoid_output=False).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(TemplateDataset(data, mode="train"), batch_size=2, shuffle=True,
+                                         drop_last=True, num_workers=0,
+                                         generator=torch.Generator().manual_seed(seed))
+    curve.t0 = time.perf_counter()
+    step = 0
+    while step < max_steps and curve.train_minutes() < budget_min:
+        for img, label in loader:
+            model.train()
+            template_train_step(model, opt, img, label, teacher_forcing=False, beta=1.0)
+            step += 1
+            if step in EVAL_AT:
+                curve.evaluate(model, step, name)
+            if step >= max_steps or curve.train_minutes() >= budget_min:
+                break
+    minutes = curve.train_minutes()
+    if not curve.points or curve.points[-1]["step"] != step:
+        curve.evaluate(model, step, name)
+    return {"steps": step, "train_minutes": minutes}
+
+
+def run_lab4(data, seed: int, spec: dict, curve: Curve, name: str, overrides: dict) -> dict:
+    """lab4's train() as a user runs it (its own validations pushed to the end, where they cost the
+    curve nothing); the curve's evaluations come from the on_step hook."""
+    from lab4.config import make_config
+    from lab4.train import train
+    with tempfile.TemporaryDirectory() as out:
+        cfg = make_config(spec["preset"], **{**spec["flags"], **overrides}, DR=str(data), save_root=out,
+                          device="cpu", seed=seed, num_workers=2, val_every=10 ** 6)
+        last = {}
+
+        def on_step(epoch, k, loss, model):
+            last["step"] = last.get("step", 0) + 1
+            last["model"] = model
+            if last["step"] in EVAL_AT:
+                curve.evaluate(model, last["step"], name)
+            last["minutes"] = curve.train_minutes()
+
+        curve.t0 = time.perf_counter()
+        res = train(cfg, progress=False, on_step=on_step, log=lambda s: None)
+        if curve.points[-1]["step"] != last["step"]:
+            curve.evaluate(last["model"], last["step"], name, minutes=last["minutes"])  # train()'s own end
+                                                                                        # (validation, saving) excluded
+        return {"steps": last["step"], "train_minutes": last["minutes"], "config": cfg.to_dict(),
+                "train_val_psnr": float(res["best_val_psnr"])}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(ap)
+    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help=f"comma-separated, from {','.join(SHORT)}")
+    ap.add_argument("--seeds", default="1", help="comma-separated training seeds (default 1)")
+    ap.add_argument("--budget-min", type=float, default=13.0, help="the reference's wall-clock budget (minutes)")
+    ap.add_argument("--data", help="dataset folder (default: data/synth-quality, generated on first use)")
+    ap.add_argument("--figure", default=str(ROOT / "reports" / "figures" / "quality_psnr_vs_minutes.png"))
+    a = ap.parse_args(argv)
+    apply_threads(a.threads)
+    quiet_progress()
+    log = lambda s: print(s, flush=True)   # noqa: E731
+    names = [SHORT.get(r.strip(), r.strip()) for r in a.recipes.split(",")]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        ap.error(f"--recipes: unknown {unknown}; choose from {','.join(SHORT)}")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    import torch
+    from lab4.data import load_split
+    from lab4.infer import copy_first_psnr, kaggle_mean
+    data = ROOT / a.data if a.data else ensure_data(a.quick, log)
+    val = load_split(data, "val", 32, 64, None, 2)
+    train_split = load_split(data, "train", 32, 64, None, 2)   # warm the cache: not in anyone's minutes
+    val_len = 120 if a.quick else 630
+    copy_first = kaggle_mean(copy_first_psnr(val, val_len))
+    overrides = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24, steps_per_epoch=6) if a.quick else {}
+    log(f"== quality benchmark: {data.relative_to(ROOT)} ({len(train_split.images)} train frames), "
+        f"copy-first {copy_first:.2f} dB, {now()}, load {load_avg()} ==")
+    runs = []
+    for name in names:
+        for seed in seeds:
+            curve = Curve(val, torch.from_numpy(train_split.labels), val_len, seed, log)
+            spec = RECIPES[name]
+            if spec["kind"] == "reference":
+                budget = 0.3 if a.quick else a.budget_min
+                info = run_reference(data, seed, budget, 20 if a.quick else 10 ** 6, curve, name)
+            else:
+                info = run_lab4(data, seed, spec, curve, name, overrides)
+            runs.append({"recipe": name, "seed": seed, **info, "curve": curve.points,
+                         "final_val_psnr": curve.points[-1]["val_psnr"]})
+            log(f"  {name} seed {seed}: {info['steps']} steps in {info['train_minutes']:.2f} min, "
+                f"val PSNR {curve.points[-1]['val_psnr']:.2f} dB ({curve.points[-1]['val_psnr'] - copy_first:+.2f} "
+                f"vs copy-first)")
+    info = json.loads((data / "synth.json").read_text()) if (data / "synth.json").is_file() else {}
+    res = {"date": now(), "machine": machine_info(), "data": str(data.relative_to(ROOT)), "data_seed": info.get("seed"),
+           "n_train": int(len(train_split.images)), "val_len": val_len, "copy_first_psnr": copy_first,
+           "seeds": seeds, "budget_min": a.budget_min, "quick": a.quick, "runs": runs, "load_avg_after": load_avg()}
+    res["criteria"] = criteria(res)
+    for c in res["criteria"]:
+        log(f"  {c['what']}: {c['value']} -> {'met' if c['met'] else 'NOT met'}")
+    if a.figure and not a.quick:
+        plot_curves(res, a.figure)
+        log(f"wrote {a.figure}")
+    if a.json:
+        write_json(a.json, res)
+    return 0
+
+
+def psnr_at(run: dict, minutes: float) -> float:
+    """The run's val PSNR at the last evaluation made by `minutes` of training (nan: none yet)."""
+    pts = [p["val_psnr"] for p in run["curve"] if p["minutes"] <= minutes + 1e-9]
+    return pts[-1] if pts else float("nan")
+
+
+def criteria(res: dict) -> list[dict]:
+    """The issue's acceptance figures, from the runs (means over seeds)."""
+    cf, out = res["copy_first_psnr"], []
+    by = {}
+    for r in res["runs"]:
+        by.setdefault(r["recipe"], []).append(r)
+    mean = lambda xs: sum(xs) / len(xs)   # noqa: E731
+    t = by.get("lab4 template flags")
+    if t:
+        gain = mean([r["final_val_psnr"] for r in t]) - cf
+        worst = min(p["val_psnr"] for r in t for p in r["curve"]) - cf
+        out.append({"what": "template flags: final val PSNR - copy-first (>= +3 dB)", "value": f"{gain:+.2f} dB",
+                    "met": gain >= 3})
+        out.append({"what": "template flags: lowest evaluation - copy-first (>= 0)", "value": f"{worst:+.2f} dB",
+                    "met": worst >= 0})
+    q, ref = by.get("quick"), by.get("reference")
+    if q:
+        minutes = max(r["train_minutes"] for r in q)
+        gain = mean([r["final_val_psnr"] for r in q]) - cf
+        out.append({"what": "quick: training minutes (<= 13)", "value": f"{minutes:.2f}", "met": minutes <= 13})
+        out.append({"what": "quick: final val PSNR - copy-first (>= +6 dB)", "value": f"{gain:+.2f} dB", "met": gain >= 6})
+        if ref:
+            diffs = [qr["final_val_psnr"] - psnr_at(rr, qr["train_minutes"]) for qr in q for rr in ref
+                     if qr["seed"] == rr["seed"]]
+            d = mean(diffs) if diffs else float("nan")
+            out.append({"what": "quick - reference at equal wall-clock (>= +2 dB)", "value": f"{d:+.2f} dB",
+                        "met": bool(d >= 2)})
+    return out
+
+
+def plot_curves(res: dict, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lab4.plots import save_figure
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    colors = {}
+    for r in res["runs"]:
+        c = colors.setdefault(r["recipe"], f"C{len(colors)}")
+        label = r["recipe"] if r["seed"] == res["seeds"][0] else None
+        for ax, key in zip(axes, ("minutes", "step")):
+            ax.plot([p[key] for p in r["curve"]], [p["val_psnr"] for p in r["curve"]], "o-", ms=3, color=c,
+                    label=label, alpha=0.9)
+    for ax, xlabel in zip(axes, ("training wall-clock (min, 2-core CPU, evaluation excluded)", "optimizer steps")):
+        ax.axhline(res["copy_first_psnr"], color="k", ls="--", lw=1, label="copy first frame")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("val PSNR, dB (630-frame rollout, z ~ N(0, I))")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Learning curves at full model dims on {res['data']} (held-out seed {res['data_seed']}), "
+                 f"training seeds {','.join(map(str, res['seeds']))}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, os.path.dirname(path), os.path.basename(path), dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The start of training (lab4/model.py's data-derived initialisation), the copy-first-frame
+report of each validation, the quick preset, and the quality benchmark's bookkeeping."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lab4.config import make_config
+from lab4.data import Split
+from lab4.errors import Lab4Error
+from lab4.model import VideoCVAE, cvae_loss, init_output_head, init_posterior_at_prior, kl_divergence
+from lab4.train import check_config, initialise_from_data, validation_words
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_quality  # noqa: E402
+
+SMALL = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24)
+
+
+def batch(B=2, T=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, T, 3, 32, 64, generator=g), torch.rand(B, T, 3, 32, 64, generator=g)
+
+
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_output_head_starts_at_the_data_colour(sigmoid):
+    torch.manual_seed(0)
+    model = VideoCVAE(**SMALL, sigmoid_output=sigmoid)
+    x, p = batch()
+    before = model(x, p, teacher_forcing=True)[0].mean(dim=(0, 1, 3, 4))          # (3,)
+    mean = torch.tensor([0.9, 0.85, 0.8])
+    init_output_head(model, mean)
+    after = model(x, p, teacher_forcing=True)[0].mean(dim=(0, 1, 3, 4))
+    assert (after - mean).abs().max() < 0.03
+    assert (before - mean).abs().max() > 0.2                                    # PyTorch's start is far off
+
+
+def test_posterior_starts_at_the_prior():
+    torch.manual_seed(0)
+    model = VideoCVAE()                                                        # full dims: the summed KL
+    x, p = batch(T=2)
+    with torch.no_grad():
+        kl_default = kl_divergence(*model(x, p, True)[1:]).item()
+        init_posterior_at_prior(model)
+        kl_prior = kl_divergence(*model(x, p, True)[1:]).item()
+    assert kl_default > 100 and kl_prior < 1
+
+
+def test_the_reconstruction_gets_the_gradient_at_step_one():
+    """With the KL started at ~0, the MSE's gradient is no longer swamped by the KL's."""
+    def grad_norms(model):
+        x, p = batch(T=3)
+        x_hat, mu, logvar = model(x, p, False)
+        _, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta=1.0)
+        params = [q for q in model.parameters()]
+        norm = lambda g: torch.sqrt(sum((t ** 2).sum() for t in g if t is not None)).item()   # noqa: E731
+        return (norm(torch.autograd.grad(mse, params, retain_graph=True, allow_unused=True)),
+                norm(torch.autograd.grad(kl, params, allow_unused=True)))
+    torch.manual_seed(0)
+    model = VideoCVAE()
+    mse_g, kl_g = grad_norms(model)
+    assert kl_g > 100 * mse_g
+    init_posterior_at_prior(model)
+    mse_g, kl_g = grad_norms(model)
+    assert kl_g < mse_g
+
+
+def test_initialise_from_data_uses_the_training_frames_and_can_be_switched_off():
+    images = np.full((5, 3, 32, 64), 200, np.uint8)
+    images[:, 2] = 100
+    split = Split("train", images, images)
+    for init_output, init_posterior in (("data", "prior"), ("default", "default")):
+        torch.manual_seed(0)
+        model = VideoCVAE(**SMALL)
+        ref = {k: v.clone() for k, v in model.state_dict().items()}
+        initialise_from_data(model, make_config(init_output=init_output, init_posterior=init_posterior), split)
+        bias = model.Generator[-1].bias
+        if init_output == "data":
+            np.testing.assert_allclose(torch.sigmoid(bias).detach(), [200 / 255, 200 / 255, 100 / 255], atol=1e-5)
+            assert model.Gaussian_Predictor[-1].bias.abs().max() == 0
+        else:
+            assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
+
+
+def test_template_preset_keeps_pytorchs_initialisation():
+    cfg = make_config("template")
+    assert (cfg.init_output, cfg.init_posterior) == ("default", "default")
+    with pytest.raises(Lab4Error, match="--init_output 'mean'"):
+        check_config(make_config(init_output="mean", save_root="x"))
+
+
+def test_validation_words_say_when_the_model_is_below_copy_first():
+    assert validation_words(float("nan"), 20.0) == ""
+    above = validation_words(25.0, 20.0)
+    assert "25.00" in above and "copy-first 20.00" in above and "+5.00" in above and "BELOW" not in above
+    below = validation_words(18.0, 20.0)
+    assert "-2.00" in below and "BELOW copy-first-frame" in below
+
+
+def test_quick_preset_is_full_size_and_short():
+    cfg = make_config("quick")
+    assert cfg.model_dims() == dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
+    steps = cfg.num_epoch * cfg.steps_per_epoch
+    assert 100 <= steps <= 200 and cfg.sigmoid_output and cfg.init_output == "data" and cfg.tfr == 0
+
+
+def test_bench_quality_criteria_and_equal_wall_clock():
+    run = lambda recipe, pts, minutes: {"recipe": recipe, "seed": 1, "train_minutes": minutes,   # noqa: E731
+                                        "curve": [{"step": s, "minutes": m, "val_psnr": v} for s, m, v in pts],
+                                        "final_val_psnr": pts[-1][2]}
+    ref = run("reference", [(10, 1.0, 19.0), (50, 5.0, 22.0), (150, 12.0, 24.0)], 13.0)
+    assert bench_quality.psnr_at(ref, 0.5) != bench_quality.psnr_at(ref, 0.5)   # nan: nothing yet
+    assert bench_quality.psnr_at(ref, 6.0) == 22.0
+    res = {"copy_first_psnr": 20.0, "runs": [
+        ref, run("lab4 template flags", [(10, 0.8, 21.0), (100, 7.0, 23.5)], 7.0),
+        run("quick", [(10, 0.8, 21.0), (160, 11.0, 27.0)], 11.0)]}
+    got = {c["what"]: c["met"] for c in bench_quality.criteria(res)}
+    assert got == {"template flags: final val PSNR - copy-first (>= +3 dB)": True,
+                   "template flags: lowest evaluation - copy-first (>= 0)": True,
+                   "quick: training minutes (<= 13)": True,
+                   "quick: final val PSNR - copy-first (>= +6 dB)": True,
+                   "quick - reference at equal wall-clock (>= +2 dB)": True}   # 27 vs 22 at 11 min
+    res["runs"][1]["curve"][0]["val_psnr"] = 19.5
+    assert not {c["what"]: c["met"] for c in bench_quality.criteria(res)}["template flags: lowest evaluation - copy-first (>= 0)"]
+
+
+def test_batchnorm_statistics_match_the_weights_after_recalibration():
+    """After an optimizer step the running statistics lag the weights; recalibration sets them to
+    the statistics of the current weights over the training poses, so eval mode matches training."""
+    from lab4.model import recalibrate_label_batchnorm
+    torch.manual_seed(0)
+    model = VideoCVAE(**SMALL)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    poses = (torch.rand(40, 3, 32, 64) > 0.97).float() * 0.5 + 0.5                 # mostly white, as a pose image
+    x = torch.rand(2, 4, 3, 32, 64)
+    for _ in range(3):
+        x_hat, mu, logvar = model(x, poses[:8].reshape(2, 4, 3, 32, 64), False)
+        loss = cvae_loss(x_hat, x[:, 1:], mu, logvar, 1.0)[0]
+        opt.zero_grad(), loss.backward(), opt.step()
+    pad, conv, bn = (model.label_transformation[i] for i in range(3))
+    with torch.no_grad():
+        h = conv(pad(poses)).double()
+    true_mean, true_var = h.mean(dim=(0, 2, 3)), h.var(dim=(0, 2, 3))
+    std = true_var.sqrt()
+    assert ((bn.running_mean - true_mean).abs() / std).max() > 0.05                  # stale before
+    recalibrate_label_batchnorm(model, (poses * 255).round().to(torch.uint8))
+    with torch.no_grad():
+        h8 = conv(pad((poses * 255).round() / 255)).double()
+    np.testing.assert_allclose(bn.running_mean, h8.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var, h8.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-8)
+
+
+def test_training_saves_recalibrated_statistics(smoke_run, mini_data):
+    from lab4.checkpoint import load_model
+    from lab4.data import load_split
+    model, _, _ = load_model(smoke_run / "last.ckpt", torch.device("cpu"))
+    labels = load_split(mini_data, "train", 32, 64, None, 1).labels
+    pad, conv, bn = (model.label_transformation[i] for i in range(3))
+    idx = torch.linspace(0, len(labels) - 1, min(2048, len(labels))).round().long().numpy()
+    with torch.no_grad():
+        h = conv(pad(torch.from_numpy(labels[idx]).float() / 255)).double()
+    np.testing.assert_allclose(bn.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-6)
