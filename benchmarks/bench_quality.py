@@ -74,11 +74,12 @@ class Curve:
     def __init__(self, val, train_labels, val_len: int, seed: int, log):
         self.val, self.train_labels, self.val_len, self.seed, self.log = val, train_labels, val_len, seed, log
         self.points, self.eval_s, self.t0 = [], 0.0, time.perf_counter()
+        self.n_train = len(train_labels)
 
     def train_minutes(self) -> float:
         return (time.perf_counter() - self.t0 - self.eval_s) / 60
 
-    def evaluate(self, model, step: int, name: str, minutes: float | None = None) -> None:
+    def evaluate(self, model, step: int, name: str, minutes: float | None = None, epoch_end: bool = False) -> None:
         """train()'s validation at an epoch's end, at this step: BatchNorm statistics of the
         current weights, then the 630-frame rollout from frame 0 with z ~ N(0, I)."""
         from lab4.infer import kaggle_mean, validate
@@ -90,7 +91,7 @@ class Curve:
         _, psnr = validate(model, self.val, self.val_len, seed=self.seed)
         model.label_transformation.load_state_dict(state)   # the run goes on exactly as without evaluation
         self.eval_s += time.perf_counter() - t
-        self.points.append({"step": step, "minutes": minutes, "val_psnr": kaggle_mean(psnr)})
+        self.points.append({"step": step, "minutes": minutes, "val_psnr": kaggle_mean(psnr), "epoch_end": epoch_end})
         self.log(f"  {name}: step {step:>4}  {minutes:5.2f} min  val PSNR {self.points[-1]['val_psnr']:.2f} dB")
 
 
@@ -132,18 +133,22 @@ def run_lab4(data, seed: int, spec: dict, curve: Curve, name: str, overrides: di
         cfg = make_config(spec["preset"], **{**spec["flags"], **overrides}, DR=str(data), save_root=out,
                           device="cpu", seed=seed, num_workers=2, val_every=10 ** 6)
         last = {}
+        per_epoch = int(curve.n_train * cfg.partial) // cfg.train_vi_len // cfg.batch_size   # train()'s count
+        if cfg.steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.steps_per_epoch)
 
         def on_step(epoch, k, loss, model):
             last["step"] = last.get("step", 0) + 1
             last["model"] = model
-            if last["step"] in EVAL_AT:
-                curve.evaluate(model, last["step"], name)
+            epoch_end = k == per_epoch - 1            # where train() validates (val_every 1): the user's view
+            if last["step"] in EVAL_AT or epoch_end:
+                curve.evaluate(model, last["step"], name, epoch_end=epoch_end)
             last["minutes"] = curve.train_minutes()
 
         curve.t0 = time.perf_counter()
         res = train(cfg, progress=False, on_step=on_step, log=lambda s: None)
         if curve.points[-1]["step"] != last["step"]:
-            curve.evaluate(last["model"], last["step"], name, minutes=last["minutes"])  # train()'s own end
+            curve.evaluate(last["model"], last["step"], name, minutes=last["minutes"], epoch_end=True)  # train()'s own end
                                                                                         # (validation, saving) excluded
         return {"steps": last["step"], "train_minutes": last["minutes"], "config": cfg.to_dict(),
                 "train_val_psnr": float(res["best_val_psnr"])}
@@ -223,11 +228,11 @@ def criteria(res: dict) -> list[dict]:
     t = by.get("lab4 template flags")
     if t:
         gain = mean([r["final_val_psnr"] for r in t]) - cf
-        worst = min(p["val_psnr"] for r in t for p in r["curve"]) - cf
+        worst = min(p["val_psnr"] for r in t for p in r["curve"] if p.get("epoch_end", True)) - cf
         out.append({"what": "template flags: final val PSNR - copy-first (>= +3 dB)", "value": f"{gain:+.2f} dB",
                     "met": gain >= 3})
-        out.append({"what": "template flags: lowest evaluation - copy-first (>= 0)", "value": f"{worst:+.2f} dB",
-                    "met": worst >= 0})
+        out.append({"what": "template flags: lowest epoch-end validation - copy-first (>= 0)",
+                    "value": f"{worst:+.2f} dB", "met": worst >= 0})
     q, ref = by.get("quick"), by.get("reference")
     if q:
         minutes = max(r["train_minutes"] for r in q)

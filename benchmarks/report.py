@@ -428,7 +428,7 @@ def _quality(qu) -> str:
                   for r in qu["runs"]]
     return "\n".join([
         "## 6. Quality: learning curves at full model dims", "",
-        f"{_when(qu)}. Data `{qu['data']}` (demo preset, synth seed {qu['data_seed']}: held out from the tuning, "
+        f"measured {qu.get('date', '?')} (load average after: {qu.get('load_avg_after')}). Data `{qu['data']}` (demo preset, synth seed {qu['data_seed']}: held out from the tuning, "
         f"which used `data/synth-demo`, seed 0), {qu['n_train']} train frames; validation: the {qu['val_len']}-frame "
         f"rollout from frame 0 with z ~ N(0, I), mean PSNR over frames 1..600; copy-first-frame **{cf:.2f} dB**. "
         f"Training seeds {', '.join(map(str, qu['seeds']))}. Minutes are training wall-clock on this 2-core CPU "

@@ -63,6 +63,10 @@ def plot_val_psnr(runs: dict[str, pd.DataFrame] | pd.DataFrame, ax=None):
     for name, df in runs.items():
         d = df.dropna(subset=["val_psnr"])
         ax.plot(d["epoch"], d["val_psnr"], marker="o", label=name, color=COLORS.get(name))
+    baselines = {float(df["copy_first_psnr"].iloc[0]) for df in runs.values()
+                 if "copy_first_psnr" in df and len(df) and np.isfinite(df["copy_first_psnr"].iloc[0])}
+    for b in sorted(baselines):   # the same video for every run: one line (older metrics.csv: none)
+        ax.axhline(b, color="k", ls="--", lw=1, label="copy first frame" if b == min(baselines) else None)
     ax.set(xlabel="epoch", ylabel="val PSNR (dB)", title="validation rollout from frame 0, z ~ N(0, I)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()

@@ -52,6 +52,9 @@ def test_loss_curves_and_val_psnr_one_line_per_run():
     assert len(plots.plot_loss_curves(_metrics()).axes[0].get_lines()) == 1   # a single frame works too
     fig = plots.plot_val_psnr(runs)
     assert [len(l.get_xdata()) for l in fig.axes[0].get_lines()] == [1, 1]   # NaN epochs dropped
+    with_baseline = {k: m.assign(copy_first_psnr=20.0) for k, m in runs.items()}
+    lines = plots.plot_val_psnr(with_baseline).axes[0].get_lines()
+    assert len(lines) == 3 and list(lines[-1].get_ydata()) == [20.0, 20.0]   # one copy-first line
 
 
 def test_tfr_vs_loss_shares_epochs_and_picks_column():
