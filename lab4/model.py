@@ -177,7 +177,8 @@ def init_posterior_at_prior(model: VideoCVAE, weight_scale: float = 0.01) -> Non
     zero bias and weights shrunk by `weight_scale`. At PyTorch's default initialisation the KL,
     summed over the 12x32x64 latents as the template does, starts near 10^3 with a gradient
     ~10^4 times the MSE's; after clipping at norm 1 the first steps then learn almost nothing but
-    the KL. Started at the prior, the KL starts near 0 and the reconstruction is learnt at once."""
+    the KL. Started at the prior, the KL starts near 0 and its gradient is ~400x smaller (full dims:
+    norm 5,190 -> 12), so the reconstruction's share of the clipped step grows by as much."""
     head = model.Gaussian_Predictor[-1]                                 # Conv2d(N -> 2N, 1x1)
     head.weight.mul_(weight_scale)
     head.bias.zero_()
