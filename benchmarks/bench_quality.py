@@ -29,7 +29,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, add_common_args, apply_threads, load_avg, machine_info, now, quiet_progress, write_json  # noqa: E402
+from common import (ROOT, _complete, add_common_args, apply_threads, load_avg, machine_info, now,  # noqa: E402
+                    quiet_progress, write_json)
 
 QUALITY_DATA = ROOT / "data" / "synth-quality"
 QUICK_DATA = ROOT / "data" / "synth-quality-mini"
@@ -57,11 +58,8 @@ EVAL_AT = (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500)   # + the las
 def ensure_data(quick: bool, log=print):
     from lab4.synth import generate_dataset
     path = QUICK_DATA if quick else QUALITY_DATA
-    try:
-        if json.loads((path / "synth.json").read_text()).get("complete"):
-            return path
-    except (OSError, ValueError):
-        pass
+    if _complete(path):
+        return path
     log(f"generating {path.relative_to(ROOT)} ({'mini' if quick else 'demo'} preset, seed {DATA_SEED}) ...")
     generate_dataset(path, "mini" if quick else "demo", seed=DATA_SEED, workers=os.cpu_count(), progress=False)
     return path
