@@ -194,7 +194,7 @@ def recalibrate_label_batchnorm(model: VideoCVAE, labels: torch.Tensor, max_fram
     weights, lags the weights by one step: a lag of 0.01 is most of a standard deviation, the
     normalised pose features at inference are shifted everywhere, and the rollout (BatchNorm in eval
     mode) decodes a blank frame while training, on batch statistics, looks fine.
-    labels: (N, 3, H, W) uint8 or float in [0, 1], on any device."""
+    labels: (N, 3, H, W) tensor, uint8 or float in [0, 1], on any device."""
     pad, conv, bn = (model.label_transformation[i] for i in range(3))
     if not isinstance(bn, nn.BatchNorm2d) or not bn.track_running_stats:
         return
@@ -203,8 +203,7 @@ def recalibrate_label_batchnorm(model: VideoCVAE, labels: torch.Tensor, max_fram
     total = sq = None
     count = 0
     for chunk in idx.split(256):
-        p = labels[chunk.to(labels.device) if isinstance(labels, torch.Tensor) else chunk.numpy()]
-        p = torch.as_tensor(p).to(device)
+        p = labels[chunk.to(labels.device)].to(device)                   # (n, 3, H, W)
         p = p.float() / 255 if p.dtype == torch.uint8 else p.float()
         h = conv(pad(p)).double()                                          # (n, C, H, W)
         s, s2 = h.sum(dim=(0, 2, 3)), h.pow(2).sum(dim=(0, 2, 3))
