@@ -160,6 +160,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-min", type=float, default=13.0, help="the reference's wall-clock budget (minutes)")
     ap.add_argument("--data", help="dataset folder (default: data/synth-quality, generated on first use)")
     ap.add_argument("--figure", default=str(ROOT / "reports" / "figures" / "quality_psnr_vs_minutes.png"))
+    ap.add_argument("--set", default="", metavar="KEY=VALUE,...",
+                    help="config overrides for every lab4 recipe (exploring a recipe), e.g. cpu_amp=true,lr=5e-4")
     a = ap.parse_args(argv)
     apply_threads(a.threads)
     quiet_progress()
@@ -178,6 +180,10 @@ def main(argv=None) -> int:
     val_len = 120 if a.quick else 630
     copy_first = kaggle_mean(copy_first_psnr(val, val_len))
     overrides = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24, steps_per_epoch=6) if a.quick else {}
+    try:
+        overrides.update(parse_set(a.set))
+    except ValueError as e:
+        ap.error(str(e))
     log(f"== quality benchmark: {data.relative_to(ROOT)} ({len(train_split.images)} train frames), "
         f"copy-first {copy_first:.2f} dB, {now()}, load {load_avg()} ==")
     runs = []
@@ -198,7 +204,7 @@ def main(argv=None) -> int:
     info = json.loads((data / "synth.json").read_text()) if (data / "synth.json").is_file() else {}
     res = {"date": now(), "machine": machine_info(), "data": str(data.relative_to(ROOT)), "data_seed": info.get("seed"),
            "n_train": int(len(train_split.images)), "val_len": val_len, "copy_first_psnr": copy_first,
-           "seeds": seeds, "budget_min": a.budget_min, "quick": a.quick, "runs": runs, "load_avg_after": load_avg()}
+           "seeds": seeds, "set": a.set, "budget_min": a.budget_min, "quick": a.quick, "runs": runs, "load_avg_after": load_avg()}
     res["criteria"] = criteria(res)
     for c in res["criteria"]:
         log(f"  {c['what']}: {c['value']} -> {'met' if c['met'] else 'NOT met'}")
@@ -208,6 +214,26 @@ def main(argv=None) -> int:
     if a.json:
         write_json(a.json, res)
     return 0
+
+
+def parse_set(text: str) -> dict:
+    """`--set lr=5e-4,cpu_amp=true` -> {"lr": 5e-4, "cpu_amp": True}, typed like TrainConfig's fields."""
+    import dataclasses
+    from lab4.config import TrainConfig
+    types = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field")
+        kind = types[key]
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {item!r}: expected true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            out[key] = value if kind in (str, type(None)) else kind(value)
+    return out
 
 
 def psnr_at(run: dict, minutes: float) -> float:

@@ -8,6 +8,7 @@ weights to continue from) with the model size read off the weights' shapes.
 """
 from __future__ import annotations
 
+import argparse
 import pickle
 from pathlib import Path
 
@@ -19,9 +20,18 @@ from .files import atomic_path
 from .model import VideoCVAE
 
 
+# Classes a weights_only load may rebuild besides tensors and plain types: student trainers often
+# save their argparse `args` inside the checkpoint, and a Namespace is only a bag of attributes.
+SAFE_CLASSES = [argparse.Namespace]
+
+
 def save_checkpoint(obj: dict, path) -> Path:
+    """Write atomically; a failed write is one line and the previous file at `path` stays whole."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:          # torch's zip writer reports a short write as RuntimeError
+            raise OSError(str(e).splitlines()[0] if str(e) else "write failed") from None
     return Path(path)
 
 
@@ -30,8 +40,10 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise Lab4Error(f"--ckpt_path {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(SAFE_CLASSES):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        _refuse_pickled_classes(path)
         reason = (str(e).splitlines() or [type(e).__name__])[0][:160] or type(e).__name__
         raise Lab4Error(f"--ckpt_path {path}: not a readable checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
@@ -39,6 +51,21 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     if "version" in ckpt and ckpt["version"] > CHECKPOINT_VERSION:
         raise Lab4Error(f"--ckpt_path {path}: checkpoint version {ckpt['version']} is newer than this lab4 ({CHECKPOINT_VERSION})")
     return ckpt
+
+
+def _refuse_pickled_classes(path: Path) -> None:
+    """A checkpoint refused for holding pickled objects: name their classes and the way out."""
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:                     # not a zip checkpoint at all: the caller's message says so
+        return
+    allowed = {f"{c.__module__}.{c.__qualname__}" for c in SAFE_CLASSES}
+    unsafe = [name for name in unsafe if name not in allowed]
+    if unsafe:
+        raise Lab4Error(f"--ckpt_path {path}: holds pickled objects of class {', '.join(unsafe)}, which the safe "
+                        f"(weights_only) loader refuses; in a session you trust, re-save it with plain types: "
+                        f"ck = torch.load(path, weights_only=False); torch.save({{'state_dict': ck['state_dict']}}, "
+                        f"'plain.ckpt')") from None
 
 
 def is_template_checkpoint(ckpt: dict) -> bool:
@@ -77,6 +104,11 @@ def load_weights(model: VideoCVAE, ckpt: dict, path="checkpoint") -> None:
     except RuntimeError as e:
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())[:300]
         raise Lab4Error(f"--ckpt_path {path}: weights do not match the model ({detail})") from None
+    bad = [k for k, v in have.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise Lab4Error(f"--ckpt_path {path}: weights hold NaN or infinite values ({bad[0]}{more}); the run that "
+                        f"saved them diverged: use an earlier checkpoint")
 
 
 def refuse_other_size(ckpt_cfg: TrainConfig, flags: dict, path) -> None:

@@ -73,15 +73,21 @@ def label_path(img_path: Path) -> Path:
 
 
 def paired_paths(img_dir: Path, label_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The frames of a split and their pose images, paired by file name; a frame without a pose
+    image (or a pose image without a frame) is refused, naming the first such files."""
     imgs, labels = list_frames(img_dir), list_frames(label_dir)
-    if len(imgs) != len(labels):
-        raise Lab4Error(f"{img_dir.parent}: {len(imgs)} images in {img_dir.name} but {len(labels)} labels "
-                        f"in {label_dir.name} (expected the same file names in both)")
-    pairs = [label_path(p) for p in imgs]
-    for want, got in zip(pairs, labels):
-        if want.name != got.name:
-            raise Lab4Error(f"{want}: missing label for {img_dir / want.name} (expected the same file names in both folders)")
-    return imgs, pairs
+    img_names, label_names = {p.name for p in imgs}, {p.name for p in labels}
+    no_label = [p.name for p in imgs if p.name not in label_names]
+    no_image = [p.name for p in labels if p.name not in img_names]
+    if no_label or no_image:
+        def first(names, where):
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            return f"{len(names)} missing from {where} ({shown})"
+        sides = [first(no_label, label_dir.name)] if no_label else []
+        sides += [first(no_image, img_dir.name)] if no_image else []
+        raise Lab4Error(f"{img_dir.parent}: {len(imgs)} images in {img_dir.name}, {len(labels)} labels in "
+                        f"{label_dir.name}; {'; '.join(sides)} (expected the same file names in both folders)")
+    return imgs, [label_path(p) for p in imgs]
 
 
 # ---- decoding ------------------------------------------------------------------------------

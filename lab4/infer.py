@@ -17,21 +17,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Split, load_split
+from .device import out_of_memory_as_error, select_device
 from .errors import Lab4Error
 from .files import atomic_path
 from .model import VideoCVAE, autocast_for
 from .score import LAST_SCORED, psnr_per_frame, write_submission
-
-
-def select_device(name: str = "auto") -> torch.device:
-    if name in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise Lab4Error(f"--device {name}: CUDA is not available on this machine (use --device auto or cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise Lab4Error(f"--device {name!r}: expected auto, cpu, cuda or cuda:<n>") from None
 
 
 def _rollout_autocast(model: VideoCVAE, cpu_amp: bool):
@@ -50,9 +40,21 @@ def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = 
     return out.cpu()
 
 
-def write_test_outputs(pred: torch.Tensor, save_root, gifs: bool = True) -> Path:
-    """submission.csv and pred_seq<k>.gif (the template's names) for predictions (S, T, 3, H, W)."""
+def refuse_non_finite(pred: torch.Tensor, what: str, which: str = "sequence {s}") -> None:
+    """A rollout (S, T, 3, H, W) with a NaN or infinite value is refused in one line naming the
+    first such sequence and frame: cast to 0..255 it would become a silently wrong file."""
+    bad = ~torch.isfinite(pred.flatten(2)).all(dim=2)                         # (S, T)
+    if bad.any():
+        s, t = (int(i) for i in bad.nonzero()[0])
+        raise Lab4Error(f"{what}: the rollout of {which.format(s=s)} is NaN or infinite from frame {t} "
+                        f"({int(bad.sum())} frames in all); nothing written (the checkpoint diverged)")
+
+
+def write_test_outputs(pred: torch.Tensor, save_root, gifs: bool = True, what: str = "prediction") -> Path:
+    """submission.csv and pred_seq<k>.gif (the template's names) for predictions (S, T, 3, H, W).
+    Non-finite predictions are refused before anything is written (an earlier file stays)."""
     from .plots import frames_to_uint8, save_gif
+    refuse_non_finite(pred, what, "test sequence {s}")
     save_root = Path(save_root)
     if gifs:
         for k in range(len(pred)):
@@ -122,13 +124,17 @@ def main(argv=None) -> int:
         save_root = Path(cfg.save_root)
         if extra.get("val"):
             val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-            pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, progress=True, cpu_amp=cfg.cpu_amp)
+            with out_of_memory_as_error(f"rolling out the val video on {device}"):
+                pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, progress=True, cpu_amp=cfg.cpu_amp)
+            refuse_non_finite(pred[None], f"--ckpt_path {cfg.ckpt_path}", "the val video")
             res = write_validation_outputs(pred, psnr, val, save_root / "val")
             print(f"val PSNR (frames 1..600, z ~ N(0, I)) {res['val_psnr']:.3f} dB; "
                   f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")
         test = load_split(cfg.DR, "test", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-        pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp)
-        path = write_test_outputs(pred, save_root)
+        with out_of_memory_as_error(f"rolling out the {len(test.images)} test sequences together on {device} "
+                                    f"(use --device cpu)"):
+            pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp)
+        path = write_test_outputs(pred, save_root, what=f"--ckpt_path {cfg.ckpt_path}")
         print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows) and pred_seq0..{len(pred) - 1}.gif")
     except Lab4Error as e:
         print(f"lab4-test: error: {e}", file=sys.stderr)

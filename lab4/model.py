@@ -106,23 +106,6 @@ class VideoCVAE(nn.Module):
                     prev_feat = self.frame_transformation(frame)
         return torch.cat(outs, 1), torch.cat(mus, 1).flatten(0, 1), torch.cat(logvars, 1).flatten(0, 1)
 
-    def forward_stepwise(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool,
-                         eps: torch.Tensor | None = None):
-        """The template's straightforward loop (reference for tests and benchmarks): per time
-        step, encode the current frame and pose, sample the posterior, encode the previous frame
-        again, decode. Same inputs and outputs as `forward`."""
-        B, T = x.shape[:2]
-        prev, frames, mus, logvars = x[:, 0], [], [], []
-        for t in range(1, T):
-            frame_feat = self.frame_transformation(x[:, t])
-            label_feat = self.label_transformation(p[:, t])
-            z, mu, logvar = self.Gaussian_Predictor(frame_feat, label_feat, None if eps is None else eps[:, t - 1])
-            frame = self.generate(self.frame_transformation(prev), label_feat, z)
-            frames.append(frame), mus.append(mu), logvars.append(logvar)
-            prev = x[:, t] if teacher_forcing else frame
-        flat = lambda ts: torch.stack(ts, 1).flatten(0, 1)
-        return torch.stack(frames, 1), flat(mus), flat(logvars)
-
     # ---- inference -------------------------------------------------------------------------
     @torch.inference_mode()
     def rollout(self, first_frame: torch.Tensor, labels: torch.Tensor, seeds: list[int] | None = None,

@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from .config import TrainConfig
 from .files import atomic_path
 from .schedules import kl_beta_schedule, teacher_forcing_ratio
+from .score import to_uint8
 
 COLORS = {"Cyclical": "tab:blue", "Monotonic": "tab:orange", "None": "tab:green"}
 
@@ -115,10 +116,7 @@ def plot_psnr_per_frame(psnr: np.ndarray, baseline: np.ndarray | None = None, ti
 
 def frames_to_uint8(frames) -> np.ndarray:
     """(T, 3, H, W) float [0, 1] or uint8 (tensor or array) -> (T, H, W, 3) uint8."""
-    a = frames.detach().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
-    if a.dtype != np.uint8:
-        a = np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
-    return a.transpose(0, 2, 3, 1)
+    return to_uint8(frames).transpose(0, 2, 3, 1)
 
 
 def side_by_side(*videos, scale: int = 1) -> np.ndarray:

@@ -30,11 +30,18 @@ N_PUBLIC = 3           # sequences 0..2 are the public part
 PSNR_CAP = 100.0       # dB for a frame with zero error
 
 
-def frames_to_rows(frames) -> np.ndarray:
-    """Frames (..., 3, H, W), float in [0, 1] (clipped) or uint8 -> int rows (n, 3*H*W)."""
+def to_uint8(frames) -> np.ndarray:
+    """Frames (tensor or array), float in [0, 1] (clipped) or uint8 -> uint8 rint(x * 255), the
+    submission's quantisation; the one place it is written (GIFs and figures use it too)."""
     a = frames.detach().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
     if a.dtype != np.uint8:
         a = np.clip(np.rint(a.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return a
+
+
+def frames_to_rows(frames) -> np.ndarray:
+    """Frames (..., 3, H, W), float in [0, 1] (clipped) or uint8 -> int rows (n, 3*H*W)."""
+    a = to_uint8(frames)
     return a.reshape(-1, int(np.prod(a.shape[-3:])))
 
 

@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from .errors import Lab4Error
+
 
 @dataclass(frozen=True)
 class SynthPreset:
@@ -456,11 +458,11 @@ def _work(t: Task):
 def _prepare_out(out: pathlib.Path) -> None:
     """Refuse a foreign non-empty folder; clear the splits of a previous synth run."""
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"lab4-synth: --out {out} exists and is not a directory")
+        raise Lab4Error(f"--out {out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         if not (out / "synth.json").is_file():
-            raise SystemExit(f"lab4-synth: --out {out} exists and is not empty (and holds no "
-                             "synth.json of a previous run); choose a new or empty directory")
+            raise Lab4Error(f"--out {out}: exists and is not empty (and holds no synth.json of a previous "
+                            "run); choose a new or empty directory")
         for name in ("train", "val", "test"):
             shutil.rmtree(out / name, ignore_errors=True)
         for f in out.glob("*test_solution*"):
@@ -558,7 +560,11 @@ def main(argv=None) -> int:
             ap.error(f"{flag} must be a positive multiple of 2, got {val}")
     if a.workers is not None and a.workers < 1:
         ap.error(f"--workers must be at least 1, got {a.workers}")
-    out = generate_dataset(a.out, a.preset, a.seed, a.height, a.width, a.workers, not a.no_progress)
+    try:
+        out = generate_dataset(a.out, a.preset, a.seed, a.height, a.width, a.workers, not a.no_progress)
+    except Lab4Error as e:
+        print(f"lab4-synth: error: {e}", file=sys.stderr)
+        return 2
     cfg = PRESETS[a.preset]
     print(f"lab4-synth: wrote {cfg.n_train} train, {cfg.n_val} val, {cfg.n_test}x{cfg.test_len} "
           f"test frames to {out}")

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from .data import SequenceBatches, load_split
 from .errors import Lab4Error
 from .files import write_text_atomic
 from .memory import keep_freed_memory
-from .infer import copy_first_psnr, kaggle_mean, select_device, validate, write_validation_outputs
+from .device import out_of_memory_as_error, select_device
+from .infer import copy_first_psnr, kaggle_mean, validate, write_validation_outputs
 from .model import (VideoCVAE, autocast_for, cvae_loss, init_output_head, init_posterior_at_prior,
                     recalibrate_label_batchnorm)
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
@@ -71,8 +73,21 @@ def check_config(cfg: TrainConfig) -> None:
     for name, choices in (("init_output", ("data", "default")), ("init_posterior", ("prior", "default"))):
         if getattr(cfg, name) not in choices:
             raise Lab4Error(f"--{name} {getattr(cfg, name)!r}: expected one of {', '.join(choices)}")
-    if cfg.train_vi_len < 2:
-        raise Lab4Error(f"--train_vi_len {cfg.train_vi_len}: expected at least 2 frames")
+    for name, low in (("train_vi_len", 2), ("val_vi_len", 2)):
+        if getattr(cfg, name) < low:
+            raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected at least {low} frames")
+    for name in ("lr", "grad_clip"):
+        if not getattr(cfg, name) > 0:
+            raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a positive number")
+    if not 0 <= cfg.tfr <= 1:
+        raise Lab4Error(f"--tfr {cfg.tfr}: expected a ratio in [0, 1]")
+    if not cfg.tfr_d_step >= 0:
+        raise Lab4Error(f"--tfr_d_step {cfg.tfr_d_step}: expected a decrease >= 0 per epoch")
+    for name, multiple in (("F_dim", 8), ("D_out_dim", 8), ("L_dim", 4), ("N_dim", 4)):
+        value = getattr(cfg, name)
+        if value < multiple or value % multiple:   # the encoders/decoder divide these by up to 8 (4)
+            raise Lab4Error(f"--{name} {value}: expected a positive multiple of {multiple} (the modules' "
+                            f"blocks divide it)")
     if not cfg.save_root:
         raise Lab4Error("--save_root: required (the output folder)")
 
@@ -90,14 +105,23 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; `saved` is the checkpoint that holds the run (None: none yet)."""
+
+    def __init__(self, saved: Path | None):
+        super().__init__()
+        self.saved = saved
+
+
 class _SigintFlag(threading.Event):
     """Within `with _SigintFlag()`, Ctrl-C sets this flag; the loop stops at the next step
-    boundary (so a checkpoint never holds half a step). A second Ctrl-C interrupts at once.
-    The previous handler is back on any exit, an exception's included."""
+    boundary (so a checkpoint never holds half a step). A second Ctrl-C interrupts at once,
+    except inside `shielded()` blocks (applying a step, writing checkpoints), which finish
+    first. The previous handler is back on any exit, an exception's included."""
 
     def __init__(self):
         super().__init__()
-        self._old = None
+        self._old, self._shield_depth, self._done = None, 0, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -107,9 +131,20 @@ class _SigintFlag(threading.Event):
     def __exit__(self, *exc):
         self.restore()
 
+    @contextmanager
+    def shielded(self):
+        self._shield_depth += 1
+        try:
+            yield
+        finally:
+            self._shield_depth -= 1
+
+    def ignore_more(self):
+        """The run is saved and on its way out: further Ctrl-Cs change nothing."""
+        self._done = True
+
     def _handle(self, signum, frame):
-        if self.is_set():
-            self.restore()
+        if self.is_set() and not self._shield_depth and not self._done:
             raise KeyboardInterrupt
         self.set()
 
@@ -119,151 +154,240 @@ class _SigintFlag(threading.Event):
             self._old = None
 
 
+class Run:
+    """One training run: its config, model, optimiser, data and where it stands (epoch, the
+    next step within it, the epoch's running sums, the best val PSNR). train() is
+    `Run(cfg).fit()`; each piece below is one named step of it, and each failure has one place:
+    a bad config (check_config), resume (restore), a non-finite step (train_step), Ctrl-C
+    (fit/save_interrupted), writing (record_epoch, all atomic)."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True, on_step=None, log=print):
+        check_config(cfg)
+        self.cfg, self.progress, self.on_step, self.log = cfg, progress, on_step, log
+        self.device = select_device(cfg.device)
+        self.save_root = Path(cfg.save_root)
+        torch.manual_seed(cfg.seed)
+        model = VideoCVAE.from_config(cfg).to(self.device)
+        model.time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (8 if self.device.type == "cpu" else 0)
+        self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.epoch, self.batch, self.best = 0, 0, -math.inf      # the next step to take: (epoch, batch)
+        self.sums = dict.fromkeys(SUM_KEYS, 0.0)                 # this epoch's running sums
+        self.metrics = pd.DataFrame()
+        self.last_val = None                                     # (pred, psnr, written) of the last validation
+        self.resume_rng = None                                   # RNG state before the step under way
+        self.overwrite = False                                   # --overwrite: move an old run aside first
+        self.interrupted = _SigintFlag()
+        if cfg.ckpt_path:
+            self.restore(cfg.ckpt_path)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def restore(self, path) -> None:
+        """Resume one of our checkpoints exactly, or start from a template checkpoint's weights.
+        The optimiser's state comes back with the flags given now applied to it."""
+        ckpt = read_checkpoint(path)
+        load_weights(self.model, ckpt, path)
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (KeyError, ValueError) as e:
+            self.log(f"lab4-train: optimizer state not restored ({e}); starting it fresh")
+        for group in self.optimizer.param_groups:                # lr is set every epoch
+            if group.get("weight_decay") != self.cfg.weight_decay:
+                self.log(f"lab4-train: weight_decay {group.get('weight_decay')} in the checkpoint's optimizer -> "
+                         f"{self.cfg.weight_decay} (--weight_decay)")
+                group["weight_decay"] = self.cfg.weight_decay
+        if is_template_checkpoint(ckpt):
+            self.epoch = int(ckpt.get("last_epoch", 0))
+        else:
+            self.epoch, self.batch = int(ckpt["epoch"]), int(ckpt.get("batch_in_epoch", 0))
+            self.sums.update(ckpt.get("epoch_sums", {}))
+            self.best = float(ckpt.get("best_val_psnr", -math.inf))
+            _set_rng_state(ckpt["rng"], self.device)
+        if (self.save_root / "metrics.csv").exists():
+            metrics = pd.read_csv(self.save_root / "metrics.csv")
+            self.metrics = metrics[metrics["epoch"] <= self.epoch].reset_index(drop=True)
+
+    def load_data(self) -> None:
+        """Decode (or read the cache of) the train and val frames; a fresh run starts from them."""
+        cfg = self.cfg
+        self.train_split = load_split(cfg.DR, "train", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+        self.val_split = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+        if not cfg.ckpt_path:
+            initialise_from_data(self.model, cfg, self.train_split)
+        self.batches = SequenceBatches(self.train_split, cfg.train_vi_len, self.device)
+        self.copy_first = kaggle_mean(copy_first_psnr(self.val_split, cfg.val_vi_len))   # the do-nothing baseline
+        self.betas = kl_beta_schedule(cfg)
+        self.autocast = autocast_for(self.device, cuda_amp=cfg.amp, cpu_amp=cfg.cpu_amp)  # bf16 when asked
+        if self.overwrite:                    # the data is good: only now does the old run move
+            move_old_run_aside(self.save_root, self.log)
+        self.save_root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def fit(self) -> dict:
+        self.load_data()
+        with self.interrupted:               # Ctrl-C stops at a step boundary; restored on any exit
+            while self.epoch < self.cfg.num_epoch:
+                try:
+                    row = self.train_epoch()
+                except KeyboardInterrupt:
+                    raise TrainingInterrupted(self.save_interrupted()) from None
+                with self.interrupted.shielded():                  # metrics and checkpoints: all or none
+                    self.record_epoch(row)
+                if self.interrupted.is_set():                      # Ctrl-C during validation or saving
+                    self.interrupted.ignore_more()
+                    raise TrainingInterrupted(self.save_root / "last.ckpt")
+        return self.summary()
+
+    def epoch_plan(self, epoch: int) -> tuple[np.ndarray, int]:
+        """This epoch's sequence order and number of steps."""
+        cfg = self.cfg
+        fast = cfg.fast_train and epoch < cfg.fast_train_epoch
+        order = self.batches.epoch_order(epoch, cfg.seed, cfg.fast_partial if fast else cfg.partial)
+        n_batches = len(order) // cfg.batch_size          # drop_last, as the template's loader
+        if cfg.steps_per_epoch:
+            n_batches = min(n_batches, cfg.steps_per_epoch)
+        if n_batches == 0:
+            raise Lab4Error(f"--batch_size {cfg.batch_size}: larger than the {len(order)} training sequences")
+        return order, n_batches
+
+    def train_epoch(self) -> dict:
+        """The steps from self.batch to the epoch's end, then its validation -> the metrics row."""
+        cfg, epoch = self.cfg, self.epoch
+        t0 = time.time()
+        order, n_batches = self.epoch_plan(epoch)
+        lr, beta, tfr = learning_rate(cfg, epoch), float(self.betas[epoch]), teacher_forcing_ratio(cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        self.resume_rng = _rng_state(self.device)                 # where Ctrl-C would resume
+        bar = tqdm(range(self.batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
+                   disable=not self.progress, leave=False)
+        with bar:
+            for k in bar:
+                self.resume_rng = _rng_state(self.device)
+                loss_value = self.train_step(order[k * cfg.batch_size:(k + 1) * cfg.batch_size], beta)
+                if self.interrupted.is_set():                      # Ctrl-C: stop at this step boundary
+                    raise KeyboardInterrupt
+                if k % 10 == 0:
+                    bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
+                if self.on_step is not None:
+                    self.on_step(epoch, k, loss_value, self.model)
+        recalibrate_label_batchnorm(self.model, self.batches.labels)   # running stats of the current weights,
+                                                                       # for validation, checkpoints, lab4-test
+        row = self.epoch_row(epoch, beta, tfr, lr)
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
+            self.validate_into(row)
+        row["time_s"] = time.time() - t0
+        return row
+
+    def train_step(self, idx: np.ndarray, beta: float) -> float:
+        """One optimisation step on the sequences idx; a non-finite loss or gradient stops the run
+        before the weights change (the checkpoints on disk stay the last good ones)."""
+        cfg, epoch, k = self.cfg, self.epoch, self.batch
+        x, p = self.batches.batch(idx)                                  # (B, T, 3, H, W) each
+        teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
+        with self.autocast:
+            x_hat, mu, logvar = self.model(x, p, teacher_forcing)       # (B, T-1, 3, H, W), 2 x (B, T-1, N, H, W)
+        loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction)
+        loss_value = loss.item()
+        where = f"at epoch {epoch + 1} step {k + 1}; checkpoints on disk are the last good ones (try a lower --lr)"
+        if not math.isfinite(loss_value):
+            raise Lab4Error(f"training diverged: loss is {loss_value} {where}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        if not math.isfinite(grad_norm):
+            raise Lab4Error(f"training diverged: gradient norm is {grad_norm} (loss {loss_value:.4g}) {where}")
+        with self.interrupted.shielded():            # the step and its bookkeeping happen together
+            self.optimizer.step()
+            for key, value in (("loss", loss_value), ("mse", mse.item()), ("kl", kl.item()),
+                               ("tf_steps", float(teacher_forcing)), ("steps", 1.0)):
+                self.sums[key] += value
+            self.batch, self.resume_rng = k + 1, None                   # step k is fully applied
+        return loss_value
+
+    def epoch_row(self, epoch: int, beta: float, tfr: float, lr: float) -> dict:
+        n = max(self.sums["steps"], 1)
+        return {"epoch": epoch + 1, **{key: self.sums[key] / n for key in ("loss", "mse", "kl")},
+                "beta": beta, "tfr": tfr, "lr": lr, "teacher_forced": self.sums["tf_steps"] / n,
+                "steps": int(self.sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan,
+                "copy_first_psnr": self.copy_first}
+
+    def validate_into(self, row: dict) -> None:
+        cfg = self.cfg
+        pred, psnr = validate(self.model, self.val_split, cfg.val_vi_len, seed=cfg.seed, progress=self.progress,
+                              cpu_amp=cfg.cpu_amp)
+        row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
+        written = (write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val")
+                   if cfg.store_visualization else None)
+        self.last_val = (pred, psnr, written)
+
+    # ---- writing --------------------------------------------------------------------------------
+    def checkpoint(self, rng: dict | None = None) -> dict:
+        """The run at (self.epoch, self.batch) in primitive types."""
+        cfg = self.cfg
+        return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(),
+                "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "batch_in_epoch": self.batch, "epoch_sums": dict(self.sums),
+                "best_val_psnr": self.best, "rng": rng if rng is not None else _rng_state(self.device),
+                "lr": learning_rate(cfg, min(self.epoch, cfg.num_epoch - 1)),
+                "tfr": teacher_forcing_ratio(cfg, self.epoch), "last_epoch": self.epoch}
+
+    def record_epoch(self, row: dict) -> None:
+        """The finished epoch: its metrics row, then last.ckpt, best.ckpt, epoch=<N>.ckpt, the log line."""
+        cfg = self.cfg
+        refuse_non_finite_weights(self.model, f"after epoch {row['epoch']}")
+        self.metrics = pd.concat([self.metrics, pd.DataFrame([row])], ignore_index=True)
+        write_text_atomic(self.save_root / "metrics.csv", self.metrics.to_csv(index=False))
+        improved = not np.isnan(row["val_psnr"]) and row["val_psnr"] > self.best
+        if improved:
+            self.best = row["val_psnr"]
+        self.epoch, self.batch, self.sums = self.epoch + 1, 0, dict.fromkeys(SUM_KEYS, 0.0)
+        ck = self.checkpoint()
+        save_checkpoint(ck, self.save_root / "last.ckpt")
+        if improved:
+            save_checkpoint(ck, self.save_root / "best.ckpt")
+        if self.epoch % cfg.per_save == 0:
+            save_checkpoint(ck, self.save_root / f"epoch={self.epoch}.ckpt")
+        self.log(f"epoch {self.epoch:>3}/{cfg.num_epoch}  loss {row['loss']:.5f}  mse {row['mse']:.5f}  "
+                 f"kl {row['kl']:.4g}  beta {row['beta']:.3f}  tfr {row['tfr']:.2f}  lr {row['lr']:.2e}"
+                 f"{validation_words(row['val_psnr'], self.copy_first)}  ({row['time_s']:.1f}s)")
+
+    def save_interrupted(self) -> Path:
+        """Ctrl-C inside an epoch: last.ckpt at the step reached (whole steps only), shielded
+        from a further Ctrl-C; resuming it continues exactly there."""
+        with self.interrupted.shielded():
+            recalibrate_label_batchnorm(self.model, self.batches.labels)   # a checkpoint lab4-test can use
+            path = save_checkpoint(self.checkpoint(self.resume_rng), self.save_root / "last.ckpt")
+            self.interrupted.ignore_more()
+            return path
+
+    def summary(self) -> dict:
+        out = {"save_root": str(self.save_root), "metrics": self.metrics, "best_val_psnr": self.best,
+               "last_ckpt": str(self.save_root / "last.ckpt"), "best_ckpt": str(self.save_root / "best.ckpt")}
+        if len(self.metrics):
+            _save_loss_curves(self.metrics, self.save_root / "loss_curves.png")
+        if self.last_val is not None:
+            pred, psnr, written = self.last_val  # the last validation is the final epoch's
+            out.update(written or write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val"))
+        return out
+
+
+def refuse_non_finite_weights(model: torch.nn.Module, when: str) -> None:
+    """Never write a checkpoint with NaN or infinite weights over a good one."""
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise Lab4Error(f"training diverged: {name} holds NaN or infinite values {when}; nothing written, "
+                            f"the checkpoints on disk are the last good ones (try a lower --lr)")
+
+
 def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> dict:
     """Train (or resume from cfg.ckpt_path). Returns {metrics, best_val_psnr, last_ckpt, ...}.
     on_step(epoch, step, loss, model) is called after every optimisation step (tests, notebooks,
-    benchmarks/bench_quality.py)."""
-    check_config(cfg)
-    device = select_device(cfg.device)
-    save_root = Path(cfg.save_root)
-    torch.manual_seed(cfg.seed)
-    model = VideoCVAE.from_config(cfg).to(device)
-    model.time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (8 if device.type == "cpu" else 0)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
-    start_epoch, start_batch, sums, best = 0, 0, dict.fromkeys(SUM_KEYS, 0.0), -math.inf
-    metrics = pd.DataFrame()
-
-    if cfg.ckpt_path:                                   # resume (ours) or continue from template weights
-        ckpt = read_checkpoint(cfg.ckpt_path)
-        load_weights(model, ckpt, cfg.ckpt_path)
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (KeyError, ValueError) as e:
-            log(f"lab4-train: optimizer state not restored ({e}); starting it fresh")
-        if is_template_checkpoint(ckpt):
-            start_epoch = int(ckpt.get("last_epoch", 0))
-        else:
-            start_epoch, start_batch = int(ckpt["epoch"]), int(ckpt.get("batch_in_epoch", 0))
-            sums.update(ckpt.get("epoch_sums", {}))
-            best = float(ckpt.get("best_val_psnr", -math.inf))
-            _set_rng_state(ckpt["rng"], device)
-        if (save_root / "metrics.csv").exists():
-            metrics = pd.read_csv(save_root / "metrics.csv")
-            metrics = metrics[metrics["epoch"] <= start_epoch].reset_index(drop=True)
-
-    train_split = load_split(cfg.DR, "train", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-    val_split = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-    if not cfg.ckpt_path:
-        initialise_from_data(model, cfg, train_split)
-    batches = SequenceBatches(train_split, cfg.train_vi_len, device)
-    copy_first = kaggle_mean(copy_first_psnr(val_split, cfg.val_vi_len))   # the do-nothing baseline, once
-    betas = kl_beta_schedule(cfg)
-    autocast = autocast_for(device, cuda_amp=cfg.amp, cpu_amp=cfg.cpu_amp)   # bf16 (--amp on CUDA, --cpu_amp)
-    save_root.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
-    last_val = None
-
-    def checkpoint(epoch: int, batch_in_epoch: int, rng: dict) -> dict:
-        return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(),
-                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "epoch_sums": dict(sums),
-                "best_val_psnr": best, "rng": rng,
-                "lr": learning_rate(cfg, min(epoch, cfg.num_epoch - 1)),
-                "tfr": teacher_forcing_ratio(cfg, epoch), "last_epoch": epoch}
-
-    with _SigintFlag() as interrupted:  # Ctrl-C stops at a step boundary; restored on any exit
-        for epoch in range(start_epoch, cfg.num_epoch):
-            t0 = time.time()
-            fast = cfg.fast_train and epoch < cfg.fast_train_epoch
-            order = batches.epoch_order(epoch, cfg.seed, cfg.fast_partial if fast else cfg.partial)
-            n_batches = len(order) // cfg.batch_size          # drop_last, as the template's loader
-            if cfg.steps_per_epoch:
-                n_batches = min(n_batches, cfg.steps_per_epoch)
-            if n_batches == 0:
-                raise Lab4Error(f"--batch_size {cfg.batch_size}: larger than the {len(order)} training sequences")
-            lr, beta, tfr = learning_rate(cfg, epoch), float(betas[epoch]), teacher_forcing_ratio(cfg, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
-            bar = tqdm(range(start_batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
-                       disable=not progress, leave=False)
-            resume_k, resume_rng = start_batch, _rng_state(device)   # where Ctrl-C would resume
-            try:
-                for k in bar:
-                    resume_k, resume_rng = k, _rng_state(device)
-                    x, p = batches.batch(order[k * cfg.batch_size:(k + 1) * cfg.batch_size])   # (B, T, 3, H, W)
-                    teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
-                    with autocast:
-                        x_hat, mu, logvar = model(x, p, teacher_forcing)
-                    loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction)
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        raise Lab4Error(f"training diverged: loss is {loss_value} at epoch {epoch + 1} step {k + 1}; "
-                                        f"checkpoints on disk are the last good ones (try a lower --lr)")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    sums["loss"] += loss_value
-                    sums["mse"] += mse.item()
-                    sums["kl"] += kl.item()
-                    sums["tf_steps"] += float(teacher_forcing)
-                    sums["steps"] += 1
-                    resume_k, resume_rng = k + 1, None                  # step k is fully applied
-                    if interrupted.is_set():                            # Ctrl-C: stop at this step boundary
-                        raise KeyboardInterrupt
-                    if k % 10 == 0:
-                        bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
-                    if on_step is not None:
-                        on_step(epoch, k, loss_value, model)
-            except KeyboardInterrupt:
-                bar.close()
-                recalibrate_label_batchnorm(model, batches.labels)        # a checkpoint lab4-test can use
-                rng = resume_rng if resume_rng is not None else _rng_state(device)
-                save_checkpoint(checkpoint(epoch, resume_k, rng), save_root / "last.ckpt")
-                raise
-            bar.close()
-            start_batch = 0
-            recalibrate_label_batchnorm(model, batches.labels)   # running stats of the current weights, for
-                                                                 # validation, checkpoints and lab4-test
-            row = {"epoch": epoch + 1, **{key: sums[key] / max(sums["steps"], 1) for key in ("loss", "mse", "kl")},
-                   "beta": beta, "tfr": tfr, "lr": lr, "teacher_forced": sums["tf_steps"] / max(sums["steps"], 1),
-                   "steps": int(sums["steps"]), "val_psnr": np.nan, "val_psnr_min": np.nan,
-                   "copy_first_psnr": copy_first}
-            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
-                pred, psnr = validate(model, val_split, cfg.val_vi_len, seed=cfg.seed, progress=progress, cpu_amp=cfg.cpu_amp)
-                row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
-                written = write_validation_outputs(pred, psnr, val_split, save_root / "val") if cfg.store_visualization else None
-                last_val = (pred, psnr, written)
-            row["time_s"] = time.time() - t0
-            metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True)
-            write_text_atomic(save_root / "metrics.csv", metrics.to_csv(index=False))
-            sums = dict.fromkeys(SUM_KEYS, 0.0)
-            improved = not np.isnan(row["val_psnr"]) and row["val_psnr"] > best
-            if improved:
-                best = row["val_psnr"]
-            ck = checkpoint(epoch + 1, 0, _rng_state(device))
-            save_checkpoint(ck, save_root / "last.ckpt")
-            if improved:
-                save_checkpoint(ck, save_root / "best.ckpt")
-            if (epoch + 1) % cfg.per_save == 0:
-                save_checkpoint(ck, save_root / f"epoch={epoch + 1}.ckpt")
-            val_txt = validation_words(row["val_psnr"], copy_first)
-            if interrupted.is_set():                                    # Ctrl-C during validation/saving
-                raise KeyboardInterrupt
-            log(f"epoch {epoch + 1:>3}/{cfg.num_epoch}  loss {row['loss']:.5f}  mse {row['mse']:.5f}  kl {row['kl']:.4g}  "
-                f"beta {beta:.3f}  tfr {tfr:.2f}  lr {lr:.2e}{val_txt}  ({row['time_s']:.1f}s)")
-
-    summary = {"save_root": str(save_root), "metrics": metrics, "best_val_psnr": best,
-               "last_ckpt": str(save_root / "last.ckpt"), "best_ckpt": str(save_root / "best.ckpt")}
-    if len(metrics):
-        _save_loss_curves(metrics, save_root / "loss_curves.png")
-    if last_val is not None:
-        pred, psnr, written = last_val  # the last validation is the final epoch's
-        summary.update(written or write_validation_outputs(pred, psnr, val_split, save_root / "val"))
-    return summary
+    benchmarks/bench_quality.py). Ctrl-C raises TrainingInterrupted (a KeyboardInterrupt) once
+    last.ckpt holds the run."""
+    return Run(cfg, progress=progress, on_step=on_step, log=log).fit()
 
 
 def validation_words(val_psnr: float, copy_first: float) -> str:
@@ -324,6 +448,23 @@ def evaluate_checkpoint(cfg: TrainConfig) -> dict:
     return write_validation_outputs(pred, psnr, val, Path(cfg.save_root) / "val")
 
 
+def move_old_run_aside(save_root: Path, log=print) -> Path | None:
+    """--overwrite: the old run's files go into save_root/previous-<time>/ before anything new is
+    written, so that no old best.ckpt, epoch=<N>.ckpt or val/ is taken for the new run's."""
+    old = [p for p in save_root.iterdir() if not p.name.startswith("previous-")] if save_root.is_dir() else []
+    if not old:
+        return None
+    aside = save_root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while aside.exists():
+        aside, n = save_root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{n}", n + 1
+    aside.mkdir()
+    for p in old:
+        p.rename(aside / p.name)
+    log(f"lab4-train: --overwrite: moved the previous run ({len(old)} entries) to {aside}")
+    return aside
+
+
 def main(argv=None) -> int:
     from .cli import build_parser, parse_config
     parser = build_parser("lab4-train")
@@ -333,19 +474,25 @@ def main(argv=None) -> int:
             res = evaluate_checkpoint(cfg)
             print(f"val PSNR {res['val_psnr']:.3f} dB (copy-first-frame {res['baseline_psnr']:.3f} dB)")
             return 0
+        last = Path(cfg.save_root) / "last.ckpt"
         if cfg.ckpt_path:
             cfg = resolve_resume_config(cfg, explicit)
-        elif (Path(cfg.save_root) / "last.ckpt").exists() and not extra.get("overwrite"):
-            last = Path(cfg.save_root) / "last.ckpt"
+        elif last.exists() and not extra.get("overwrite"):
             raise Lab4Error(f"--save_root {cfg.save_root}: already holds a training run ({last}); resume it with "
                             f"--ckpt_path {last}, choose another --save_root, or pass --overwrite")
-        res = train(cfg)
+        run = Run(cfg)
+        run.overwrite = bool(extra.get("overwrite")) and not cfg.ckpt_path
+        with out_of_memory_as_error(f"training at --batch_size {cfg.batch_size} on {run.device}: "
+                                    f"lower --batch_size (or --time_chunk)"):
+            res = run.fit()
     except Lab4Error as e:
         print(f"lab4-train: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"\nlab4-train: interrupted; saved {e.saved} (resume with --ckpt_path {e.saved})", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(f"\nlab4-train: interrupted; saved {Path(cfg.save_root) / 'last.ckpt'} "
-              f"(resume with --ckpt_path {Path(cfg.save_root) / 'last.ckpt'})", file=sys.stderr)
+        print("\nlab4-train: interrupted before training started; nothing saved", file=sys.stderr)
         return 130
     print(f"done: best val PSNR {res['best_val_psnr']:.3f} dB; checkpoints in {res['save_root']}")
     return 0

@@ -76,7 +76,7 @@ def test_image_and_label_counts_differ(copy_of_mini, save_root, capsys):
     (copy_of_mini / "train/train_label/frame000005.png").unlink()
     before = files(save_root)
     refused(lab4_train, train_argv(copy_of_mini, save_root), capsys,
-            copy_of_mini / "train", "320 images", "319 labels")
+            copy_of_mini / "train", "320 images", "319 labels", "1 missing from train_label (frame000005.png)")
     assert files(save_root) == before
 
 
@@ -84,7 +84,8 @@ def test_label_names_differ(copy_of_mini, save_root, capsys):
     label = copy_of_mini / "train/train_label/frame000005.png"
     label.rename(label.with_name("frame999999.png"))
     before = files(save_root)
-    refused(lab4_train, train_argv(copy_of_mini, save_root), capsys, "frame000005.png", "missing label")
+    refused(lab4_train, train_argv(copy_of_mini, save_root), capsys, "320 labels",
+            "1 missing from train_label (frame000005.png)", "1 missing from train_img (frame999999.png)")
     assert files(save_root) == before
 
 

@@ -172,6 +172,22 @@ def test_load_weights_names_an_unexpected_key():
 
 
 # ---- fast paths == the template's step-by-step loop ------------------------------------------
+def forward_stepwise(model, x, p, teacher_forcing: bool, eps=None):
+    """The template's straightforward loop, the reference for VideoCVAE.forward: per time step,
+    encode the current frame and pose, sample the posterior, encode the previous frame again,
+    decode. Same inputs and outputs as `forward`."""
+    prev, frames, mus, logvars = x[:, 0], [], [], []
+    for t in range(1, x.shape[1]):
+        frame_feat = model.frame_transformation(x[:, t])
+        label_feat = model.label_transformation(p[:, t])
+        z, mu, logvar = model.Gaussian_Predictor(frame_feat, label_feat, None if eps is None else eps[:, t - 1])
+        frame = model.generate(model.frame_transformation(prev), label_feat, z)
+        frames.append(frame), mus.append(mu), logvars.append(logvar)
+        prev = x[:, t] if teacher_forcing else frame
+    flat = lambda ts: torch.stack(ts, 1).flatten(0, 1)   # noqa: E731
+    return torch.stack(frames, 1), flat(mus), flat(logvars)
+
+
 def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -186,7 +202,7 @@ def test_forward_equals_stepwise_outputs_bn_stats_and_grads(teacher_forcing):
     eps = torch.randn(B, T - 1, 4, 32, 64)
     w = [torch.randn(B, T - 1, 3, 32, 64), torch.randn(B * (T - 1), 4, 32, 64), torch.randn(B * (T - 1), 4, 32, 64)]
     outs = []
-    for model, fn in ((fast, fast.forward), (ref, ref.forward_stepwise)):
+    for model, fn in ((fast, fast.forward), (ref, lambda *a: forward_stepwise(ref, *a))):
         x_hat, mu, logvar = fn(x, p, teacher_forcing, eps)
         ((x_hat * w[0]).mean() + (mu * w[1]).mean() + (logvar * w[2]).mean()).backward()
         outs.append((x_hat, mu, logvar))

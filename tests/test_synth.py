@@ -4,6 +4,8 @@ import re
 
 import numpy as np
 import pytest
+
+from lab4.errors import Lab4Error
 from PIL import Image
 
 from lab4.synth import PRESETS, X, SynthPreset, generate_dataset, main, make_video, render_frame, render_video
@@ -159,9 +161,10 @@ def test_out_dir_rules(tmp_path, tiny, monkeypatch):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="--out .* not empty"):
+    with pytest.raises(Lab4Error, match="--out .* not empty"):      # library code: not SystemExit
         generate_dataset(foreign, tiny, progress=False)
     assert (foreign / "notes.txt").read_text() == "mine"
+    assert main(["--out", str(foreign), "--preset", tiny, "--no-progress"]) == 2      # the CLI: one line
     # a previous synth output is replaced, leaving no stale frames behind
     out = generate_dataset(tmp_path / "d", tiny, progress=False)
     (out / "train/train_img/frame009999.png").write_bytes(b"stale")
