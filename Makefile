@@ -11,7 +11,7 @@ DEMO_RUN ?= runs/demo
 MINI_DATA ?= data/synth-mini
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip
+.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip tensorboard
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ bench: setup ## run the speed benchmarks and rewrite benchmarks/RESULTS.md
 
 bench-quality: setup ## learning curves at full dims on held-out synthetic data (~50 min): RESULTS.md section 6, reports/figures
 	$(PY) benchmarks/run_all.py --only quality
+
+tensorboard: setup ## open TensorBoard on runs/ (train with --tensorboard to write events)
+	$(BIN)/tensorboard --logdir runs $(if $(TB_PORT),--port $(TB_PORT))
 
 strip: setup ## strip outputs from the notebooks (they are committed without)
 	$(BIN)/nbstripout notebooks/*.ipynb

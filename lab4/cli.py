@@ -82,9 +82,12 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "amp", None, "bfloat16 autocast on CUDA (training)", action=argparse.BooleanOptionalAction)
     _flag(o, "cpu_amp", None, "bfloat16 autocast on CPU, training and rollouts (opt-in: ~1.9x where the CPU has "
           "AVX512-BF16/AMX; changes the numerics)", action=argparse.BooleanOptionalAction)
+    _flag(o, "ema", float, "decay of the weights' moving average used to validate, save and test (0: off)")
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
+    _flag(o, "tensorboard", None, "also log metrics and validation frames to <save_root>/tensorboard "
+          "(needs the tensorboard package)", action=argparse.BooleanOptionalAction)
     if test_tool:
         o.add_argument("--val", action="store_true", help="also evaluate the validation video (PSNR CSV, plot, GIF)")
     else:

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2          # 2: + train_state_dict, ema_n when --ema averages the weights
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 
@@ -73,6 +73,9 @@ class TrainConfig:
     val_every: int = 1              # validate every this many epochs (and always at the end)
     steps_per_epoch: int = 0        # cap on optimisation steps per epoch; 0 = the whole epoch
     cache_dir: str | None = None    # decoded-frame cache; default <DR>/.lab4_cache or ~/.cache/lab4
+    tensorboard: bool = False       # also write TensorBoard events to <save_root>/tensorboard
+    ema: float = 0.98               # decay of the weights' moving average that validation, checkpoints'
+                                    # state_dict and lab4-test use (0: off, the raw weights)
 
     def model_dims(self) -> dict:
         return dict(F_dim=self.F_dim, L_dim=self.L_dim, N_dim=self.N_dim, D_out_dim=self.D_out_dim)
@@ -91,11 +94,21 @@ class TrainConfig:
         return cls(**d)
 
 
+def _cpu_bf16_is_fast() -> bool:
+    """Whether this CPU has oneDNN's bfloat16 kernels (AVX512 or AMX): there bf16 autocast runs the
+    convolutions ~2x faster than fp32 (benchmarks/RESULTS.md); elsewhere it is emulated, slower."""
+    try:
+        import torch
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (ImportError, AttributeError, RuntimeError):
+        return False
+
+
 # Presets: overrides of the defaults above. The command line overrides a preset.
 PRESETS: dict[str, dict] = {
     # The template exactly: unbounded output, MultiStepLR([2, 5]), Fu et al.'s schedule as coded.
     "template": dict(sigmoid_output=False, kl_reach_stop=False, tf_coin="epoch", init_output="default",
-                     init_posterior="default"),
+                     init_posterior="default", ema=0.0),
     # What the best student reports converged on, for a GPU and the real data.
     "best": dict(optim="AdamW", lr=3e-4, weight_decay=1e-2, lr_scheduler="cosine", min_lr=1e-6,
                  num_epoch=400, tfr=0.0, kl_anneal_type="Monotonic", kl_anneal_ratio=0.25,
@@ -104,9 +117,12 @@ PRESETS: dict[str, dict] = {
     # minute we measured (benchmarks/bench_quality.py, RESULTS.md section 6): batch 2, Adam 1e-3 with a
     # cosine decay to 1e-4, beta fixed at 1 on the template's summed KL, no teacher forcing (early
     # teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against 28.2 at step 92),
-    # 150 steps and one validation: ~12 min on 2 cores.
+    # the weights' moving average (ema, a default) and one validation. Where the CPU runs bfloat16
+    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 100 steps (on 3,200
+    # frames; 3 x 93 on 3,000), ~11 min on 2 cores; elsewhere 3 x 50 fp32 steps in about the same time.
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
-                  steps_per_epoch=50, tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3),
+                  tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
+                  **(dict(cpu_amp=True, steps_per_epoch=100) if _cpu_bf16_is_fast() else dict(steps_per_epoch=50))),
     # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing,
     # the template's KL scale with beta fixed at 1 (z stays close to the prior that inference
     # samples from); measured: ~28 dB val PSNR after 120 steps on the demo synthetic data.

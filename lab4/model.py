@@ -140,6 +140,19 @@ class VideoCVAE(nn.Module):
         return out
 
 
+# ---- weight averaging -------------------------------------------------------------------
+def weight_average(model: VideoCVAE, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of the weights (torch's AveragedModel): after each step
+    avg <- d * avg + (1 - d) * w with d = min(decay, (1 + n) / (10 + n)) after n updates, so that
+    the average follows the fast early changes and settles to `decay` (0.98: about the last 50
+    steps). The 630-frame rollout is sensitive to the last few steps' weights; their average scores
+    higher and steadier (benchmarks/RESULTS.md). BatchNorm buffers are recalibrated, not averaged."""
+    def update(averaged: list, current: list, n) -> None:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=False)
+
+
 # ---- initialisation from the data --------------------------------------------------------
 @torch.no_grad()
 def init_output_head(model: VideoCVAE, mean_rgb, weight_scale: float = 0.1) -> None:

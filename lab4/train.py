@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import tensorboard
 from .checkpoint import (config_of, is_template_checkpoint, load_weights, read_checkpoint, refuse_other_size,
                          save_checkpoint)
 from .config import CHECKPOINT_VERSION, TrainConfig
@@ -33,7 +34,7 @@ from .memory import keep_freed_memory
 from .device import out_of_memory_as_error, select_device
 from .infer import copy_first_psnr, kaggle_mean, validate, write_validation_outputs
 from .model import (VideoCVAE, autocast_for, cvae_loss, init_output_head, init_posterior_at_prior,
-                    recalibrate_label_batchnorm)
+                    recalibrate_label_batchnorm, weight_average)
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
 
 SUM_KEYS = ("loss", "mse", "kl", "tf_steps", "steps")
@@ -79,6 +80,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("lr", "grad_clip"):
         if not getattr(cfg, name) > 0:
             raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a positive number")
+    if not 0 <= cfg.ema < 1:
+        raise Lab4Error(f"--ema {cfg.ema}: expected a decay in [0, 1) (0: no weight averaging)")
     if not 0 <= cfg.tfr <= 1:
         raise Lab4Error(f"--tfr {cfg.tfr}: expected a ratio in [0, 1]")
     if not cfg.tfr_d_step >= 0:
@@ -122,6 +125,7 @@ class _SigintFlag(threading.Event):
     def __init__(self):
         super().__init__()
         self._old, self._shield_depth, self._done = None, 0, False
+        self.process_exits_after = False     # the CLI: once saved, ignore Ctrl-C until the process ends
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -150,7 +154,8 @@ class _SigintFlag(threading.Event):
 
     def restore(self):
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+            keep_ignoring = self._done and self.process_exits_after   # a late press: no traceback at exit
+            signal.signal(signal.SIGINT, signal.SIG_IGN if keep_ignoring else self._old)
             self._old = None
 
 
@@ -178,6 +183,10 @@ class Run:
         self.resume_rng = None                                   # RNG state before the step under way
         self.overwrite = False                                   # --overwrite: move an old run aside first
         self.interrupted = _SigintFlag()
+        self.writer = None                                       # --tensorboard: a SummaryWriter
+        self.ema, self._ema_state = None, None                   # --ema: the averaged weights (AveragedModel)
+        if cfg.tensorboard:
+            tensorboard.require()                                # before anything is written
         if cfg.ckpt_path:
             self.restore(cfg.ckpt_path)
 
@@ -186,7 +195,11 @@ class Run:
         """Resume one of our checkpoints exactly, or start from a template checkpoint's weights.
         The optimiser's state comes back with the flags given now applied to it."""
         ckpt = read_checkpoint(path)
-        load_weights(self.model, ckpt, path)
+        if "train_state_dict" in ckpt:                           # state_dict holds the averaged weights
+            load_weights(self.model, {"state_dict": ckpt["train_state_dict"]}, path)
+            self._ema_state = (ckpt, int(ckpt.get("ema_n", 1)))
+        else:
+            load_weights(self.model, ckpt, path)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (KeyError, ValueError) as e:
@@ -214,6 +227,13 @@ class Run:
         self.val_split = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
         if not cfg.ckpt_path:
             initialise_from_data(self.model, cfg, self.train_split)
+        if cfg.ema > 0:
+            self.ema = weight_average(self.model, cfg.ema)
+            if self._ema_state is not None:
+                ckpt, n = self._ema_state
+                load_weights(self.ema.module, ckpt, cfg.ckpt_path)
+                self.ema.n_averaged.fill_(n)
+                self._ema_state = None
         self.batches = SequenceBatches(self.train_split, cfg.train_vi_len, self.device)
         self.copy_first = kaggle_mean(copy_first_psnr(self.val_split, cfg.val_vi_len))   # the do-nothing baseline
         self.betas = kl_beta_schedule(cfg)
@@ -222,10 +242,24 @@ class Run:
             move_old_run_aside(self.save_root, self.log)
         self.save_root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.save_root / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        if cfg.tensorboard:
+            self.writer = tensorboard.open_writer(self.save_root, self.epoch)
+
+    @property
+    def inference_model(self) -> VideoCVAE:
+        """The weights that validation, the checkpoints' state_dict and lab4-test use."""
+        return self.ema.module if self.ema is not None else self.model
 
     # ---- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict:
         self.load_data()
+        try:
+            return self.loop()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def loop(self) -> dict:
         with self.interrupted:               # Ctrl-C stops at a step boundary; restored on any exit
             while self.epoch < self.cfg.num_epoch:
                 try:
@@ -273,8 +307,8 @@ class Run:
                     bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
                 if self.on_step is not None:
                     self.on_step(epoch, k, loss_value, self.model)
-        recalibrate_label_batchnorm(self.model, self.batches.labels)   # running stats of the current weights,
-                                                                       # for validation, checkpoints, lab4-test
+        recalibrate_label_batchnorm(self.inference_model, self.batches.labels)   # running stats of these
+                                                                   # weights, for validation, checkpoints, lab4-test
         row = self.epoch_row(epoch, beta, tfr, lr)
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
             self.validate_into(row)
@@ -301,6 +335,8 @@ class Run:
             raise Lab4Error(f"training diverged: gradient norm is {grad_norm} (loss {loss_value:.4g}) {where}")
         with self.interrupted.shielded():            # the step and its bookkeeping happen together
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             for key, value in (("loss", loss_value), ("mse", mse.item()), ("kl", kl.item()),
                                ("tf_steps", float(teacher_forcing)), ("steps", 1.0)):
                 self.sums[key] += value
@@ -316,19 +352,23 @@ class Run:
 
     def validate_into(self, row: dict) -> None:
         cfg = self.cfg
-        pred, psnr = validate(self.model, self.val_split, cfg.val_vi_len, seed=cfg.seed, progress=self.progress,
+        pred, psnr = validate(self.inference_model, self.val_split, cfg.val_vi_len, seed=cfg.seed, progress=self.progress,
                               cpu_amp=cfg.cpu_amp)
         row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
         written = (write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val")
                    if cfg.store_visualization else None)
         self.last_val = (pred, psnr, written)
+        if self.writer is not None:
+            tensorboard.log_validation_frames(self.writer, pred, self.val_split, row["epoch"])
 
     # ---- writing --------------------------------------------------------------------------------
     def checkpoint(self, rng: dict | None = None) -> dict:
         """The run at (self.epoch, self.batch) in primitive types."""
         cfg = self.cfg
-        return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(),
-                "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        averaged = {} if self.ema is None else {"train_state_dict": self.model.state_dict(),
+                                                 "ema_n": int(self.ema.n_averaged)}
+        return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(), **averaged,
+                "state_dict": self.inference_model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "batch_in_epoch": self.batch, "epoch_sums": dict(self.sums),
                 "best_val_psnr": self.best, "rng": rng if rng is not None else _rng_state(self.device),
                 "lr": learning_rate(cfg, min(self.epoch, cfg.num_epoch - 1)),
@@ -337,9 +377,12 @@ class Run:
     def record_epoch(self, row: dict) -> None:
         """The finished epoch: its metrics row, then last.ckpt, best.ckpt, epoch=<N>.ckpt, the log line."""
         cfg = self.cfg
-        refuse_non_finite_weights(self.model, f"after epoch {row['epoch']}")
+        for model in {id(m): m for m in (self.model, self.inference_model)}.values():
+            refuse_non_finite_weights(model, f"after epoch {row['epoch']}")
         self.metrics = pd.concat([self.metrics, pd.DataFrame([row])], ignore_index=True)
         write_text_atomic(self.save_root / "metrics.csv", self.metrics.to_csv(index=False))
+        if self.writer is not None:
+            tensorboard.log_epoch(self.writer, row)
         improved = not np.isnan(row["val_psnr"]) and row["val_psnr"] > self.best
         if improved:
             self.best = row["val_psnr"]
@@ -358,7 +401,7 @@ class Run:
         """Ctrl-C inside an epoch: last.ckpt at the step reached (whole steps only), shielded
         from a further Ctrl-C; resuming it continues exactly there."""
         with self.interrupted.shielded():
-            recalibrate_label_batchnorm(self.model, self.batches.labels)   # a checkpoint lab4-test can use
+            recalibrate_label_batchnorm(self.inference_model, self.batches.labels)   # a checkpoint lab4-test can use
             path = save_checkpoint(self.checkpoint(self.resume_rng), self.save_root / "last.ckpt")
             self.interrupted.ignore_more()
             return path
@@ -465,7 +508,9 @@ def move_old_run_aside(save_root: Path, log=print) -> Path | None:
     return aside
 
 
-def main(argv=None) -> int:
+def main(argv=None, process_exits_after: bool = False) -> int:
+    """lab4-train. process_exits_after (the console script): after an interrupted run is saved,
+    further Ctrl-C presses are ignored until the process has exited."""
     from .cli import build_parser, parse_config
     parser = build_parser("lab4-train")
     try:
@@ -482,6 +527,7 @@ def main(argv=None) -> int:
                             f"--ckpt_path {last}, choose another --save_root, or pass --overwrite")
         run = Run(cfg)
         run.overwrite = bool(extra.get("overwrite")) and not cfg.ckpt_path
+        run.interrupted.process_exits_after = process_exits_after
         with out_of_memory_as_error(f"training at --batch_size {cfg.batch_size} on {run.device}: "
                                     f"lower --batch_size (or --time_chunk)"):
             res = run.fit()
@@ -503,7 +549,7 @@ def command() -> int:
     process-wide allocator thresholds that keep freed memory for the next CPU step (lab4/memory.py;
     harmless on a GPU, where the activations are not in host memory)."""
     keep_freed_memory()
-    return main()
+    return main(process_exits_after=True)
 
 
 if __name__ == "__main__":

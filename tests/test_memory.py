@@ -60,6 +60,6 @@ def test_the_lab4_train_command_sets_it_and_main_does_not(monkeypatch):
     assert "keep_freed_memory" not in train_mod.train.__code__.co_names
     calls = []
     monkeypatch.setattr(train_mod, "keep_freed_memory", lambda: calls.append("keep") or True)
-    monkeypatch.setattr(train_mod, "main", lambda argv=None: calls.append("main") or 0)
+    monkeypatch.setattr(train_mod, "main", lambda argv=None, **kw: calls.append("main") or 0)
     assert train_mod.command() == 0
     assert calls == ["keep", "main"]

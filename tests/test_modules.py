@@ -11,6 +11,7 @@ from lab4.checkpoint import config_of, dims_from_state_dict, load_model, load_we
 from lab4.errors import Lab4Error
 from lab4.model import VideoCVAE, cvae_loss, kl_divergence
 from lab4.modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
+from lab4.stepwise import forward_stepwise
 
 SMALL = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24)
 
@@ -172,22 +173,6 @@ def test_load_weights_names_an_unexpected_key():
 
 
 # ---- fast paths == the template's step-by-step loop ------------------------------------------
-def forward_stepwise(model, x, p, teacher_forcing: bool, eps=None):
-    """The template's straightforward loop, the reference for VideoCVAE.forward: per time step,
-    encode the current frame and pose, sample the posterior, encode the previous frame again,
-    decode. Same inputs and outputs as `forward`."""
-    prev, frames, mus, logvars = x[:, 0], [], [], []
-    for t in range(1, x.shape[1]):
-        frame_feat = model.frame_transformation(x[:, t])
-        label_feat = model.label_transformation(p[:, t])
-        z, mu, logvar = model.Gaussian_Predictor(frame_feat, label_feat, None if eps is None else eps[:, t - 1])
-        frame = model.generate(model.frame_transformation(prev), label_feat, z)
-        frames.append(frame), mus.append(mu), logvars.append(logvar)
-        prev = x[:, t] if teacher_forcing else frame
-    flat = lambda ts: torch.stack(ts, 1).flatten(0, 1)   # noqa: E731
-    return torch.stack(frames, 1), flat(mus), flat(logvars)
-
-
 def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

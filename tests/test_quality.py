@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+import lab4.config as config_mod
+
 from lab4.config import make_config
 from lab4.data import Split
 from lab4.errors import Lab4Error
@@ -105,7 +107,11 @@ def test_quick_preset_is_full_size_and_short():
     cfg = make_config("quick")
     assert cfg.model_dims() == dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
     steps = cfg.num_epoch * cfg.steps_per_epoch
-    assert 100 <= steps <= 200 and cfg.sigmoid_output and cfg.init_output == "data" and cfg.tfr == 0
+    assert cfg.sigmoid_output and cfg.init_output == "data" and cfg.tfr == 0 and cfg.ema > 0
+    if cfg.cpu_amp:                           # bf16 only where the CPU runs it natively: twice the steps
+        assert config_mod._cpu_bf16_is_fast() and steps == 300
+    else:
+        assert steps == 150
 
 
 def test_bench_quality_criteria_and_equal_wall_clock():
@@ -164,3 +170,42 @@ def test_training_saves_recalibrated_statistics(smoke_run, mini_data):
     with torch.no_grad():
         h = conv(pad(torch.from_numpy(labels[idx]).float() / 255)).double()
     np.testing.assert_allclose(bn.running_mean, h.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+
+
+# ---- the weights' moving average (--ema) ---------------------------------------------------------
+def test_weight_average_follows_the_warm_up_then_the_decay():
+    from lab4.model import weight_average
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    avg = weight_average(model, decay=0.5)
+    expected = None
+    for n, w in enumerate([0.0, 1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            model.weight.fill_(w)
+        avg.update_parameters(model)
+        if expected is None:
+            expected = w                                   # the first update copies
+        else:
+            d = min(0.5, (1 + n) / (10 + n))
+            expected = d * expected + (1 - d) * w
+        assert float(avg.module.weight) == pytest.approx(expected)
+
+
+def test_checkpoints_hold_the_average_for_inference_and_the_raw_weights_for_resume(mini_data, tmp_path,
+                                                                                  smoke_config):
+    from lab4.train import train
+    train(smoke_config(mini_data, tmp_path / "ema", num_epoch=1, ema=0.9), progress=False, log=lambda *a: None)
+    ck = torch.load(tmp_path / "ema" / "last.ckpt", weights_only=True)
+    assert ck["ema_n"] == 3 and set(ck["train_state_dict"]) == set(ck["state_dict"])
+    differ = [k for k in ck["state_dict"] if ck["state_dict"][k].is_floating_point()
+              and not torch.equal(ck["state_dict"][k], ck["train_state_dict"][k])]
+    assert any(k.endswith("weight") for k in differ)       # the average is not the last step's weights
+    train(smoke_config(mini_data, tmp_path / "raw", num_epoch=1, ema=0.0), progress=False, log=lambda *a: None)
+    assert "train_state_dict" not in torch.load(tmp_path / "raw" / "last.ckpt", weights_only=True)
+    assert make_config("template").ema == 0 and make_config().ema > 0
+
+
+def test_ema_must_be_a_decay():
+    with pytest.raises(Lab4Error, match=r"--ema 1.0: expected a decay in \[0, 1\)"):
+        check_config(make_config(ema=1.0, save_root="x"))
