@@ -11,7 +11,7 @@ DEMO_RUN ?= runs/demo
 MINI_DATA ?= data/synth-mini
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip tensorboard
+.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip tensorboard html
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,13 @@ figures: data-demo ## re-run notebooks 02-04 at their default size, saving the R
 	for nb in $(FIGURE_NOTEBOOKS); do \
 	  env -u LAB4_SMOKE MPLBACKEND=Agg $(BIN)/papermill --cwd notebooks -p FIGURES_DIR ../reports/figures \
 	    notebooks/$$nb.ipynb runs/workbook/executed/$$nb.ipynb || exit 1; done
+
+EXECUTED ?= runs/workbook/executed
+HTML_DIR ?= reports/html
+html: setup ## export the notebooks executed by `make figures` (with their outputs) to reports/html/
+	@ls $(EXECUTED)/*.ipynb >/dev/null 2>&1 || { echo "make html: no executed notebooks in $(EXECUTED) (run make figures first)"; exit 2; }
+	mkdir -p $(HTML_DIR)
+	$(BIN)/jupyter nbconvert --to html --log-level WARN --output-dir $(HTML_DIR) $(EXECUTED)/*.ipynb
 
 test: setup ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOKE=1)
 	LAB4_SMOKE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q

@@ -1,5 +1,7 @@
 """Figures for the notebooks, the CLIs and the README. Each function returns a matplotlib Figure
-(the caller shows or saves it); GIF writers use imageio."""
+(the caller shows or saves it); GIF writers use imageio. Comparisons of runs are seaborn plots of
+one tidy DataFrame (`runs_long`: the runs' metrics.csv rows with a `run` column, the hue), in one
+theme (THEME); single curves stay plain matplotlib."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +10,7 @@ import imageio.v2 as imageio
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from .config import TrainConfig
@@ -16,6 +19,24 @@ from .schedules import kl_beta_schedule, teacher_forcing_ratio
 from .score import to_uint8
 
 COLORS = {"Cyclical": "tab:blue", "Monotonic": "tab:orange", "None": "tab:green"}
+THEME = "whitegrid"          # seaborn style of every comparison figure
+
+
+def runs_long(runs: dict[str, pd.DataFrame] | pd.DataFrame) -> pd.DataFrame:
+    """{name: metrics frame} (or one frame) -> one tidy frame, a row per (run, epoch), column `run`."""
+    runs = {"run": runs} if isinstance(runs, pd.DataFrame) else runs
+    return pd.concat([df.assign(run=name) for name, df in runs.items()], ignore_index=True)
+
+
+def _palette(names) -> dict:
+    return {name: COLORS.get(name, f"C{i}") for i, name in enumerate(names)}
+
+
+def _runs_lineplot(tidy: pd.DataFrame, y: str, ax, legend: bool, **kw) -> None:
+    """One line per run of column y against epoch (no aggregation: a run has one row per epoch)."""
+    names = list(dict.fromkeys(tidy["run"]))
+    sns.lineplot(tidy, x="epoch", y=y, hue="run", hue_order=names, palette=_palette(names), marker="o",
+                 errorbar=None, estimator=None, ax=ax, legend=legend, **kw)
 
 
 def plot_beta_schedules(num_epoch: int = 70, kl_anneal_cycle: int = 10, kl_anneal_ratio: float = 1.0,
@@ -43,55 +64,58 @@ def plot_tfr_schedule(tfr: float = 1.0, tfr_sde: int = 10, tfr_d_step: float = 0
 
 def plot_loss_curves(runs: dict[str, pd.DataFrame] | pd.DataFrame):
     """Total loss, MSE, KL and beta per epoch, one line per run (dict name -> metrics frame)."""
-    runs = {"run": runs} if isinstance(runs, pd.DataFrame) else runs
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-    for name, df in runs.items():
-        for ax, col in zip(axes, ("loss", "mse", "kl", "beta")):
-            ax.plot(df["epoch"], df[col], marker="o", ms=3, label=name, color=COLORS.get(name))
-    for ax, col in zip(axes, ("total loss", "MSE", "KL (per frame)", "beta")):
-        ax.set(title=col, xlabel="epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax, col in zip(axes[:3], ("loss", "mse", "kl")):
-        _auto_yscale(ax, np.concatenate([np.asarray(df[col], float) for df in runs.values()]))
-    axes[0].legend()
-    fig.tight_layout()
+    tidy = runs_long(runs)
+    with sns.axes_style(THEME):
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+        for ax, col, title in zip(axes, ("loss", "mse", "kl", "beta"), ("total loss", "MSE", "KL (per frame)", "beta")):
+            _runs_lineplot(tidy, col, ax, legend=ax is axes[0], markersize=4)
+            ax.set(title=title, xlabel="epoch", ylabel="")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax, col in zip(axes[:3], ("loss", "mse", "kl")):
+            _auto_yscale(ax, tidy[col].to_numpy(float))
+        fig.tight_layout()
     return fig
 
 
 def plot_val_psnr(runs: dict[str, pd.DataFrame] | pd.DataFrame, ax=None):
-    runs = {"run": runs} if isinstance(runs, pd.DataFrame) else runs
-    fig, ax = _fig_ax(ax, (6, 3))
-    for name, df in runs.items():
-        d = df.dropna(subset=["val_psnr"])
-        ax.plot(d["epoch"], d["val_psnr"], marker="o", label=name, color=COLORS.get(name))
-    baselines = {float(df["copy_first_psnr"].iloc[0]) for df in runs.values()
-                 if "copy_first_psnr" in df and len(df) and np.isfinite(df["copy_first_psnr"].iloc[0])}
-    for b in sorted(baselines):   # the same video for every run: one line (older metrics.csv: none)
-        ax.axhline(b, color="k", ls="--", lw=1, label="copy first frame" if b == min(baselines) else None)
-    ax.set(xlabel="epoch", ylabel="val PSNR (dB)", title="validation rollout from frame 0, z ~ N(0, I)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend()
+    """Validation PSNR per epoch, one line per run, and the copy-first-frame baseline (dashed)."""
+    tidy = runs_long(runs).dropna(subset=["val_psnr"])
+    with sns.axes_style(THEME):
+        fig, ax = _fig_ax(ax, (6, 3))
+        _runs_lineplot(tidy, "val_psnr", ax, legend=True)
+        baselines = sorted({float(b) for b in tidy.get("copy_first_psnr", pd.Series(dtype=float)).dropna()})
+        for b in baselines:   # the same video for every run: one line (older metrics.csv: none)
+            ax.axhline(b, color="k", ls="--", lw=1, label="copy first frame" if b == baselines[0] else None)
+        ax.set(xlabel="epoch", ylabel="val PSNR (dB)", title="validation rollout from frame 0, z ~ N(0, I)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
     return fig
 
 
 def plot_tfr_vs_loss(runs: dict[str, pd.DataFrame] | pd.DataFrame, column: str = "loss"):
     """The teacher-forcing ratio on a second axis against a training curve (`column` of the
     metrics: loss or mse), shared epochs."""
-    runs = {"run": runs} if isinstance(runs, pd.DataFrame) else runs
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax2 = ax.twinx()
-    for i, (name, df) in enumerate(runs.items()):
-        c = f"C{i}"
-        ax.plot(df["epoch"], df[column], marker="o", ms=3, color=c, label=f"{name}: {column}")
-        ax2.step(df["epoch"], df["tfr"], where="mid", ls="--", color=c, alpha=0.7, label=f"{name}: tfr")
-    ax.set(xlabel="epoch", ylabel=f"training {column}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _auto_yscale(ax, np.concatenate([np.asarray(df[column], float) for df in runs.values()]))
-    ax2.set(ylabel="teacher-forcing ratio", ylim=(-0.05, 1.05))
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
-    fig.tight_layout()
+    tidy = runs_long(runs)
+    names = list(dict.fromkeys(tidy["run"]))
+    colors = _palette(names)
+    with sns.axes_style(THEME):
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+        ax2 = ax.twinx()
+        _runs_lineplot(tidy, column, ax, legend=False, markersize=4)
+        for line, name in zip(ax.get_lines(), names):     # seaborn draws the runs in hue order
+            line.set_label(f"{name}: {column}")
+        for name in names:
+            d = tidy[tidy["run"] == name]
+            ax2.step(d["epoch"], d["tfr"], where="mid", ls="--", color=colors[name], alpha=0.7, label=f"{name}: tfr")
+        ax.set(xlabel="epoch", ylabel=f"training {column}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _auto_yscale(ax, tidy[column].to_numpy(float))
+        ax2.set(ylabel="teacher-forcing ratio", ylim=(-0.05, 1.05))
+        ax2.grid(False)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+        fig.tight_layout()
     return fig
 
 

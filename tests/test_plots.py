@@ -45,15 +45,21 @@ def test_tfr_schedule_plot():
     np.testing.assert_allclose(y, [teacher_forcing_ratio(cfg, e) for e in range(10)])
 
 
+def _data_lines(ax):
+    """The axes' curves (seaborn also adds empty proxy lines for the legend)."""
+    return [line for line in ax.get_lines() if len(line.get_xdata())]
+
+
 def test_loss_curves_and_val_psnr_one_line_per_run():
     runs = {"Cyclical": _metrics(), "None": _metrics(seed=1)}
     fig = plots.plot_loss_curves(runs)
-    assert len(fig.axes) == 4 and all(len(ax.get_lines()) == 2 for ax in fig.axes)
-    assert len(plots.plot_loss_curves(_metrics()).axes[0].get_lines()) == 1   # a single frame works too
+    assert len(fig.axes) == 4 and all(len(_data_lines(ax)) == 2 for ax in fig.axes)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["Cyclical", "None"]
+    assert len(_data_lines(plots.plot_loss_curves(_metrics()).axes[0])) == 1   # a single frame works too
     fig = plots.plot_val_psnr(runs)
-    assert [len(l.get_xdata()) for l in fig.axes[0].get_lines()] == [1, 1]   # NaN epochs dropped
+    assert [len(l.get_xdata()) for l in _data_lines(fig.axes[0])] == [1, 1]   # NaN epochs dropped
     with_baseline = {k: m.assign(copy_first_psnr=20.0) for k, m in runs.items()}
-    lines = plots.plot_val_psnr(with_baseline).axes[0].get_lines()
+    lines = _data_lines(plots.plot_val_psnr(with_baseline).axes[0])
     assert len(lines) == 3 and list(lines[-1].get_ydata()) == [20.0, 20.0]   # one copy-first line
 
 
@@ -61,8 +67,8 @@ def test_tfr_vs_loss_shares_epochs_and_picks_column():
     runs = {"tf": _metrics(), "no tf": _metrics(seed=1)}
     fig = plots.plot_tfr_vs_loss(runs, column="mse")
     ax, ax2 = fig.axes
-    assert len(ax.get_lines()) == 2 and len(ax2.get_lines()) == 2
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), runs["tf"]["mse"])
+    assert len(_data_lines(ax)) == 2 and len(_data_lines(ax2)) == 2
+    np.testing.assert_allclose(_data_lines(ax)[0].get_ydata(), runs["tf"]["mse"])
     assert plots.plot_tfr_vs_loss(runs).axes[0].get_ylabel() == "training loss"
 
 
