@@ -189,7 +189,7 @@ def test_weight_average_follows_the_warm_up_then_the_decay():
         else:
             d = min(0.5, (1 + n) / (10 + n))
             expected = d * expected + (1 - d) * w
-        assert float(avg.module.weight) == pytest.approx(expected)
+        assert float(avg.module.weight.detach()) == pytest.approx(expected)
 
 
 def test_checkpoints_hold_the_average_for_inference_and_the_raw_weights_for_resume(mini_data, tmp_path,
