@@ -130,3 +130,13 @@ def test_make_lab_serves_the_widget_extension(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_the_set_up_cell_calls_the_package_helper_for_the_dataset(path):
+    """One helper (lab4.workbook.ensure_dataset) instead of a generate-if-missing block per notebook."""
+    cells = [c for c in _read(path).cells if c.cell_type == "code"]
+    if "SYNTH" not in cells[0].source:
+        return                                   # a notebook without a dataset parameter
+    setup = cells[1].source
+    assert "ensure_dataset(DR, SYNTH)" in setup and "generate_dataset(" not in setup, setup
