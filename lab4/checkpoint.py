@@ -104,11 +104,16 @@ def load_weights(model: VideoCVAE, ckpt: dict, path="checkpoint") -> None:
     except RuntimeError as e:
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:] if line.strip())[:300]
         raise Lab4Error(f"--ckpt_path {path}: weights do not match the model ({detail})") from None
-    bad = [k for k, v in have.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = non_finite_tensors(have)
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         raise Lab4Error(f"--ckpt_path {path}: weights hold NaN or infinite values ({bad[0]}{more}); the run that "
                         f"saved them diverged: use an earlier checkpoint")
+
+
+def non_finite_tensors(state_dict: dict) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def refuse_other_size(ckpt_cfg: TrainConfig, flags: dict, path) -> None:

@@ -24,8 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import tensorboard
-from .checkpoint import (config_of, is_template_checkpoint, load_weights, read_checkpoint, refuse_other_size,
-                         save_checkpoint)
+from .checkpoint import (config_of, is_template_checkpoint, load_weights, non_finite_tensors, read_checkpoint,
+                         refuse_other_size, save_checkpoint)
 from .config import CHECKPOINT_VERSION, TrainConfig
 from .data import SequenceBatches, load_split
 from .errors import Lab4Error
@@ -419,10 +419,10 @@ class Run:
 
 def refuse_non_finite_weights(model: torch.nn.Module, when: str) -> None:
     """Never write a checkpoint with NaN or infinite weights over a good one."""
-    for name, value in model.state_dict().items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise Lab4Error(f"training diverged: {name} holds NaN or infinite values {when}; nothing written, "
-                            f"the checkpoints on disk are the last good ones (try a lower --lr)")
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        raise Lab4Error(f"training diverged: {bad[0]} holds NaN or infinite values {when}; nothing written, "
+                        f"the checkpoints on disk are the last good ones (try a lower --lr)")
 
 
 def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> dict:
