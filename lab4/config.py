@@ -115,14 +115,15 @@ PRESETS: dict[str, dict] = {
                  batch_size=8, per_save=20, val_every=5),
     # The first real result on a CPU: full model dims, the recipe with the most quality per wall-clock
     # minute we measured (benchmarks/bench_quality.py, RESULTS.md section 6): batch 2, Adam 1e-3 with a
-    # cosine decay to 1e-4, beta fixed at 1 on the template's summed KL, no teacher forcing (early
-    # teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against 28.2 at step 92),
-    # the weights' moving average (ema, a default) and one validation. Where the CPU runs bfloat16
-    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 100 steps (on 3,200
-    # frames; 3 x 93 on 3,000), ~11 min on 2 cores; elsewhere 3 x 50 fp32 steps in about the same time.
-    "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
-                  tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
-                  **(dict(cpu_amp=True, steps_per_epoch=100) if _cpu_bf16_is_fast() else dict(steps_per_epoch=50))),
+    # cosine decay (per epoch) towards 1e-4, beta fixed at 1 on the template's summed KL, no teacher
+    # forcing (early teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against
+    # 28.2 at step 92), the weights' moving average (ema, a default) and one validation. Where the CPU
+    # runs bfloat16 natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 4 x 100
+    # steps (on 3,200 frames; 4 x 93 on 3,000), ~12 min of training on 2 cores; elsewhere 4 x 45 fp32
+    # steps in about the same time. (3 x 100 steps stopped at 7.9 minutes, on a plateau at 26 dB.)
+    "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=4,
+                  tfr=0.0, kl_anneal_type="None", per_save=4, val_every=4,
+                  **(dict(cpu_amp=True, steps_per_epoch=100) if _cpu_bf16_is_fast() else dict(steps_per_epoch=45))),
     # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing,
     # the template's KL scale with beta fixed at 1 (z stays close to the prior that inference
     # samples from); measured: ~28 dB val PSNR after 120 steps on the demo synthetic data.
