@@ -37,8 +37,8 @@ demo: data-demo ## synthetic data -> CPU training -> val GIF/PSNR, submission.cs
 	$(BIN)/lab4-score --solution $(DEMO_DATA)/test_solution.npy --submission $(DEMO_RUN)/submission.csv --baseline
 	@echo "outputs in $(DEMO_RUN): val/pred_val.gif val/psnr_per_frame.png loss_curves.png metrics.csv submission.csv pred_seq*.gif"
 
-FIGURE_NOTEBOOKS := 02_kl_annealing 03_teacher_forcing 04_psnr_per_frame
-figures: data-demo ## re-run notebooks 02-04 at their default size, saving the README figures in reports/figures
+FIGURE_NOTEBOOKS := 02_kl_annealing 03_teacher_forcing 04_psnr_per_frame 06_training_strategies
+figures: data-demo ## re-run notebooks 02-04 and 06 at their default size, saving the README figures in reports/figures
 	mkdir -p runs/workbook/executed
 	for nb in $(FIGURE_NOTEBOOKS); do \
 	  env -u LAB4_SMOKE MPLBACKEND=Agg $(BIN)/papermill --cwd notebooks -p FIGURES_DIR ../reports/figures \

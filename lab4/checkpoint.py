@@ -2,7 +2,9 @@
 a version key, written atomically (temp file + rename) so a crash never leaves half a file.
 
 Ours: {version, format, config, state_dict, optimizer, epoch, batch_in_epoch, epoch_sums,
-best_val_psnr, rng, and the template's keys lr, tfr, last_epoch}.
+best_val_psnr, rng, and the template's keys lr, tfr, last_epoch; with --ema train_state_dict and
+ema_n}. With --prior learned the state_dicts also hold learned_prior.* (the five modules' keys
+are the template's either way).
 The template's: {state_dict, optimizer, lr, tfr, last_epoch}; it loads for testing (and as
 weights to continue from) with the model size read off the weights' shapes.
 """
@@ -117,7 +119,11 @@ def non_finite_tensors(state_dict: dict) -> list[str]:
 
 
 def refuse_other_size(ckpt_cfg: TrainConfig, flags: dict, path) -> None:
-    """Model-size flags given on the command line must match the checkpoint's model."""
+    """Model-size flags (and --prior, which adds weights) given on the command line must match the
+    checkpoint's model."""
+    if "prior" in flags and flags["prior"] != ckpt_cfg.prior:
+        raise Lab4Error(f"--ckpt_path {path}: checkpoint was trained with --prior {ckpt_cfg.prior}; --prior "
+                        f"{flags['prior']} needs other weights (train a new run, or drop --prior)")
     differ = {k: v for k, v in flags.items() if k in ckpt_cfg.model_dims() and v != getattr(ckpt_cfg, k)}
     if differ:
         raise Lab4Error(f"--ckpt_path {path}: checkpoint is a different model size "

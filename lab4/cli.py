@@ -83,6 +83,9 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "cpu_amp", None, "bfloat16 autocast on CPU, training and rollouts (opt-in: ~1.9x where the CPU has "
           "AVX512-BF16/AMX; changes the numerics)", action=argparse.BooleanOptionalAction)
     _flag(o, "ema", float, "decay of the weights' moving average used to validate, save and test (0: off)")
+    _flag(o, "prior", str, "the prior over z: fixed N(0, I) (template) or learned p(z_t | x_{t-1}, p_t) (SVG-LP)",
+          choices=["fixed", "learned"])
+    _flag(o, "z", str, "rollouts take z as a sample of the prior or its mean", choices=["sample", "mean"])
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
@@ -90,12 +93,14 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
           "(needs the tensorboard package)", action=argparse.BooleanOptionalAction)
     if test_tool:
         o.add_argument("--val", action="store_true", help="also evaluate the validation video (PSNR CSV, plot, GIF)")
+        o.add_argument("--samples", type=int, metavar="K", help="with --val: also roll the val video out with K "
+                       "z-sequences and report their mean, best and worst (a diagnostic; the submission uses --seed)")
     else:
         o.add_argument("--overwrite", action="store_true", help="train from scratch into a --save_root that holds a run")
     return ap
 
 
-EXTRA_FLAGS = ("val", "overwrite")
+EXTRA_FLAGS = ("val", "overwrite", "samples")
 
 
 def parse_config(parser, argv=None) -> tuple[TrainConfig, dict, dict]:

@@ -10,7 +10,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-CHECKPOINT_VERSION = 2          # 2: + train_state_dict, ema_n when --ema averages the weights
+CHECKPOINT_VERSION = 3          # 2: + train_state_dict, ema_n when --ema averages the weights;
+                                # 3: + config.prior, z; learned_prior.* weights with --prior learned
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 
@@ -76,6 +77,8 @@ class TrainConfig:
     tensorboard: bool = False       # also write TensorBoard events to <save_root>/tensorboard
     ema: float = 0.98               # decay of the weights' moving average that validation, checkpoints'
                                     # state_dict and lab4-test use (0: off, the raw weights)
+    prior: str = "fixed"            # fixed: z ~ N(0, I) (template); learned: p(z_t | x_{t-1}, p_t), SVG-LP
+    z: str = "sample"               # rollouts (validation, lab4-test): sample z from the prior, or its mean
 
     def model_dims(self) -> dict:
         return dict(F_dim=self.F_dim, L_dim=self.L_dim, N_dim=self.N_dim, D_out_dim=self.D_out_dim)
@@ -115,15 +118,14 @@ PRESETS: dict[str, dict] = {
                  batch_size=8, per_save=20, val_every=5),
     # The first real result on a CPU: full model dims, the recipe with the most quality per wall-clock
     # minute we measured (benchmarks/bench_quality.py, RESULTS.md section 6): batch 2, Adam 1e-3 with a
-    # cosine decay (per epoch) towards 1e-4, beta fixed at 1 on the template's summed KL, no teacher
-    # forcing (early teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against
-    # 28.2 at step 92), the weights' moving average (ema, a default) and one validation. Where the CPU
-    # runs bfloat16 natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 4 x 100
-    # steps (on 3,200 frames; 4 x 93 on 3,000), ~12 min of training on 2 cores; elsewhere 4 x 45 fp32
-    # steps in about the same time. (3 x 100 steps stopped at 7.9 minutes, on a plateau at 26 dB.)
-    "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=4,
-                  tfr=0.0, kl_anneal_type="None", per_save=4, val_every=4,
-                  **(dict(cpu_amp=True, steps_per_epoch=100) if _cpu_bf16_is_fast() else dict(steps_per_epoch=45))),
+    # cosine decay to 1e-4, beta fixed at 1 on the template's summed KL, no teacher forcing (early
+    # teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against 28.2 at step 92),
+    # the weights' moving average (ema, a default) and one validation. Where the CPU runs bfloat16
+    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 100 steps (on 3,200
+    # frames; 3 x 93 on 3,000), ~11 min on 2 cores; elsewhere 3 x 50 fp32 steps in about the same time.
+    "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
+                  tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
+                  **(dict(cpu_amp=True, steps_per_epoch=100) if _cpu_bf16_is_fast() else dict(steps_per_epoch=50))),
     # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing,
     # the template's KL scale with beta fixed at 1 (z stays close to the prior that inference
     # samples from); measured: ~28 dB val PSNR after 120 steps on the demo synthetic data.

@@ -1,10 +1,11 @@
 """Inference: roll out the test sequences into submission.csv and GIFs; evaluate the val video.
 
-    lab4-test --DR <data> --save_root <out> --ckpt_path <ckpt> [--val]
+    lab4-test --DR <data> --save_root <out> --ckpt_path <ckpt> [--val [--samples K]] [--z mean]
 
-Accepts every flag of the template's Tester.py (they share Trainer.py's list); model dims come
-from the checkpoint. Writes pred_seq0.gif .. pred_seq4.gif and submission.csv in --save_root,
-and with --val: val/psnr_per_frame.csv, val/psnr_per_frame.png, val/pred_val.gif.
+Accepts every flag of the template's Tester.py (they share Trainer.py's list); model dims and the
+prior come from the checkpoint. Writes pred_seq0.gif .. pred_seq4.gif and submission.csv in
+--save_root, and with --val: val/psnr_per_frame.csv (PSNR and SSIM per frame), .png and
+val/pred_val.gif; with --samples K also val/psnr_samples.csv (one row per z-sequence).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .device import out_of_memory_as_error, select_device
 from .errors import Lab4Error
 from .files import atomic_path
 from .model import VideoCVAE, autocast_for
-from .score import LAST_SCORED, psnr_per_frame, write_submission
+from .score import LAST_SCORED, psnr_per_frame, ssim_per_frame, write_submission
 
 
 def _rollout_autocast(model: VideoCVAE, cpu_amp: bool):
@@ -29,14 +30,15 @@ def _rollout_autocast(model: VideoCVAE, cpu_amp: bool):
 
 
 def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = True,
-                 cpu_amp: bool = False) -> torch.Tensor:
+                 cpu_amp: bool = False, z_mode: str = "sample") -> torch.Tensor:
     """All test sequences rolled out together -> (S, 630, 3, H, W) float on the CPU.
-    cpu_amp: bfloat16 autocast when the model is on the CPU (opt-in, changes the numerics)."""
+    cpu_amp: bfloat16 autocast when the model is on the CPU (opt-in, changes the numerics);
+    z_mode: sample z from the prior, or take its mean."""
     S, T = test.labels.shape[:2]
     with tqdm(total=T - 1, desc="rollout test", unit="frame", disable=not progress) as bar, \
             _rollout_autocast(model, cpu_amp):
         out = model.rollout(torch.from_numpy(test.images), torch.from_numpy(test.labels),
-                            seeds=[seed * 1000 + s for s in range(S)], progress=bar)
+                            seeds=[seed * 1000 + s for s in range(S)], progress=bar, z_mode=z_mode)
     return out.cpu()
 
 
@@ -63,17 +65,41 @@ def write_test_outputs(pred: torch.Tensor, save_root, gifs: bool = True, what: s
 
 
 def validate(model: VideoCVAE, val: Split, length: int = 630, seed: int = 0,
-             progress: bool = False, cpu_amp: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+             progress: bool = False, cpu_amp: bool = False, z_mode: str = "sample") -> tuple[torch.Tensor, np.ndarray]:
     """The Kaggle-comparable protocol on the val video: from frame 0 only, roll out `length`
-    frames with z ~ N(0, I). Returns predictions (T, 3, H, W) on the CPU and per-frame PSNR (T,)
-    (frame 0 is the given frame). The score to compare is psnr[1:601].mean()."""
-    T = min(length, len(val.images))
-    first = torch.from_numpy(np.ascontiguousarray(val.images[:1]))                 # (1, 3, H, W)
-    labels = torch.from_numpy(np.ascontiguousarray(val.labels[None, :T]))           # (1, T, 3, H, W)
-    with tqdm(total=T - 1, desc="rollout val", unit="frame", disable=not progress, leave=False) as bar, \
-            _rollout_autocast(model, cpu_amp):
-        pred = model.rollout(first, labels, seeds=[seed], progress=bar)[0].cpu()
-    return pred, psnr_per_frame(pred, val.images[:T])
+    frames with z from the prior (z_mode "sample", the Kaggle protocol, or "mean"). Returns
+    predictions (T, 3, H, W) on the CPU and per-frame PSNR (T,) (frame 0 is the given frame).
+    The score to compare is psnr[1:601].mean()."""
+    pred, psnr = validate_samples(model, val, length, [seed], progress, cpu_amp, z_mode)
+    return pred[0], psnr[0]
+
+
+def validate_samples(model: VideoCVAE, val: Split, length: int = 630, seeds=(0,), progress: bool = False,
+                     cpu_amp: bool = False, z_mode: str = "sample") -> tuple[torch.Tensor, np.ndarray]:
+    """The val video rolled out once per seed, all together (sample k equals `validate` with
+    seed seeds[k]): predictions (K, T, 3, H, W) on the CPU and per-frame PSNR (K, T). The spread
+    over seeds is the variance of the prior-z score; the best of K needs the ground truth, so it
+    is a diagnostic, never a submission."""
+    T, K = min(length, len(val.images)), len(seeds)
+    first = torch.from_numpy(np.ascontiguousarray(val.images[:1])).expand(K, -1, -1, -1)       # (K, 3, H, W)
+    labels = torch.from_numpy(np.ascontiguousarray(val.labels[None, :T])).expand(K, -1, -1, -1, -1)  # (K, T, 3, H, W)
+    with tqdm(total=T - 1, desc="rollout val" + (f" x{K}" if K > 1 else ""), unit="frame", disable=not progress,
+              leave=False) as bar, _rollout_autocast(model, cpu_amp):
+        pred = model.rollout(first, labels, seeds=list(seeds), progress=bar, z_mode=z_mode).cpu()
+    return pred, np.stack([psnr_per_frame(p, val.images[:T]) for p in pred])
+
+
+def sample_spread(psnr: np.ndarray, seeds) -> pd.DataFrame:
+    """One row per z-sequence: seed and its Kaggle-protocol val PSNR (frames 1..600), from (K, T)."""
+    return pd.DataFrame({"sample": np.arange(len(psnr)), "seed": list(seeds),
+                         "val_psnr": [kaggle_mean(p) for p in psnr]})
+
+
+def spread_words(spread: pd.DataFrame) -> str:
+    v = spread["val_psnr"]
+    best, worst = spread.loc[v.idxmax()], spread.loc[v.idxmin()]
+    return (f"{len(v)} z-samples: mean {v.mean():.3f} dB (std {v.std(ddof=0):.3f}), best {best.val_psnr:.3f} "
+            f"(seed {int(best.seed)}), worst {worst.val_psnr:.3f} (seed {int(worst.seed)})")
 
 
 def copy_first_psnr(val: Split, length: int = 630) -> np.ndarray:
@@ -88,24 +114,51 @@ def kaggle_mean(psnr: np.ndarray) -> float:
     return float(np.mean(psnr[1:LAST_SCORED + 1]))
 
 
-def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, out_dir) -> dict:
-    """val/psnr_per_frame.csv and .png (with the copy-first-frame baseline), val/pred_val.gif
-    (prediction | ground truth | pose)."""
+def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, out_dir, z_mode: str = "sample") -> dict:
+    """val/psnr_per_frame.csv (PSNR and SSIM per frame, and the copy-first-frame baseline's) and
+    .png, val/pred_val.gif (prediction | ground truth | pose)."""
     import matplotlib.pyplot as plt
-    from .plots import plot_psnr_per_frame, save_figure, save_gif, side_by_side
+    from .plots import plot_quality_per_frame, save_figure, save_gif, side_by_side
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     T = len(pred)
     gt = val.images[:T]
     baseline = copy_first_psnr(val, T)
-    df = pd.DataFrame({"frame": np.arange(T), "psnr": psnr, "copy_first_frame_psnr": baseline})
+    ssim, baseline_ssim = ssim_per_frame(pred, gt), ssim_per_frame(np.repeat(gt[:1], T, axis=0), gt)
+    df = pd.DataFrame({"frame": np.arange(T), "psnr": psnr, "ssim": ssim, "copy_first_frame_psnr": baseline,
+                       "copy_first_frame_ssim": baseline_ssim})
     with atomic_path(out / "psnr_per_frame.csv") as tmp:
         df.to_csv(tmp, index=False)
-    fig = plot_psnr_per_frame(psnr, baseline, title=f"per-frame PSNR, validation video ({T} frames, z ~ N(0, I))")
+    z_words = "z ~ prior" if z_mode == "sample" else "z = prior mean"
+    fig = plot_quality_per_frame(psnr, ssim, baseline, baseline_ssim,
+                                 title=f"validation video ({T} frames, {z_words})")
     save_figure(fig, out, "psnr_per_frame.png")
     plt.close(fig)
     save_gif(side_by_side(pred, gt, val.labels[:T], scale=3), out / "pred_val.gif", fps=25)
-    return {"val_psnr": kaggle_mean(psnr), "baseline_psnr": kaggle_mean(baseline), "min_psnr": float(psnr[1:].min())}
+    return {"val_psnr": kaggle_mean(psnr), "baseline_psnr": kaggle_mean(baseline), "min_psnr": float(psnr[1:].min()),
+            "val_ssim": kaggle_mean(ssim), "baseline_ssim": kaggle_mean(baseline_ssim)}
+
+
+def evaluate_val(model: VideoCVAE, cfg, save_root: Path, samples: int, device) -> dict:
+    """lab4-test --val [--samples K]: the val video's rollout with --seed (CSV, plot, GIF) and,
+    for K > 1, K z-sequences (seeds seed..seed+K-1) and their spread in val/psnr_samples.csv."""
+    val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+    seeds = [cfg.seed + k for k in range(samples)]
+    with out_of_memory_as_error(f"rolling out the val video {samples} time(s) on {device}"):
+        preds, psnrs = validate_samples(model, val, cfg.val_vi_len, seeds, progress=True, cpu_amp=cfg.cpu_amp,
+                                        z_mode=cfg.z)
+    refuse_non_finite(preds, f"--ckpt_path {cfg.ckpt_path}", "the val video (sample {s})")
+    res = write_validation_outputs(preds[0], psnrs[0], val, save_root / "val", z_mode=cfg.z)
+    z_words = "z ~ the prior" if cfg.z == "sample" else "z = the prior's mean"
+    print(f"val PSNR (frames 1..600, {z_words}) {res['val_psnr']:.3f} dB, SSIM {res['val_ssim']:.4f}; "
+          f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")
+    if samples > 1:
+        spread = sample_spread(psnrs, seeds)
+        with atomic_path(save_root / "val" / "psnr_samples.csv") as tmp:
+            spread.to_csv(tmp, index=False)
+        print(f"val PSNR over {spread_words(spread)}; wrote {save_root / 'val' / 'psnr_samples.csv'}")
+        res["spread"] = spread
+    return res
 
 
 def main(argv=None) -> int:
@@ -122,18 +175,15 @@ def main(argv=None) -> int:
         if "sigmoid_output" in explicit:
             model.sigmoid_output = cfg.sigmoid_output
         save_root = Path(cfg.save_root)
+        samples = extra.get("samples")
+        if samples is not None and (samples < 1 or not extra.get("val")):
+            raise Lab4Error(f"--samples {samples}: expected a positive number of z-sequences, with --val")
         if extra.get("val"):
-            val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-            with out_of_memory_as_error(f"rolling out the val video on {device}"):
-                pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, progress=True, cpu_amp=cfg.cpu_amp)
-            refuse_non_finite(pred[None], f"--ckpt_path {cfg.ckpt_path}", "the val video")
-            res = write_validation_outputs(pred, psnr, val, save_root / "val")
-            print(f"val PSNR (frames 1..600, z ~ N(0, I)) {res['val_psnr']:.3f} dB; "
-                  f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")
+            evaluate_val(model, cfg, save_root, samples or 1, device)
         test = load_split(cfg.DR, "test", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
         with out_of_memory_as_error(f"rolling out the {len(test.images)} test sequences together on {device} "
                                     f"(use --device cpu)"):
-            pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp)
+            pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
         path = write_test_outputs(pred, save_root, what=f"--ckpt_path {cfg.ckpt_path}")
         print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows) and pred_seq0..{len(pred) - 1}.gif")
     except Lab4Error as e:

@@ -12,6 +12,13 @@ tests/test_model.py):
   step's own batch statistics, as the step-by-step loop does; under teacher forcing the decoder
   is batched the same way;
 - a rollout moves S independent sequences together, each with its own noise generator.
+
+The prior over z (`prior`): "fixed" is the template's N(0, I); "learned" adds the prior network of
+Denton & Fergus's SVG-LP (2018), p(z_t | x_{t-1}, p_t): the posterior's architecture (a second
+Gaussian_Predictor, under its own key prefix `learned_prior.`) given the previous frame's feature,
+the one the decoder is given (ground truth under teacher forcing, else the model's own prediction),
+and the current pose's. Training then minimises KL(q(z_t | x_t, p_t) || p(z_t | x_{t-1}, p_t)) and
+the rollout draws z from it; the five modules and their keys stay as they are.
 """
 from __future__ import annotations
 
@@ -21,23 +28,35 @@ import torch.nn.functional as F
 
 from .modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
 
+PRIORS = ("fixed", "learned")      # N(0, I) as the template; p(z_t | x_{t-1}, p_t) as SVG-LP
+Z_MODES = ("sample", "mean")       # how a rollout takes z from the prior
+
 
 class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
-                 sigmoid_output: bool = True):
+                 sigmoid_output: bool = True, prior: str = "fixed"):
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"--prior {prior!r}: expected one of {', '.join(PRIORS)}")
         self.frame_transformation = RGB_Encoder(3, F_dim)
         self.label_transformation = Label_Encoder(3, L_dim)
         self.Gaussian_Predictor = Gaussian_Predictor(F_dim + L_dim, N_dim)
         self.Decoder_Fusion = Decoder_Fusion(F_dim + L_dim + N_dim, D_out_dim)
         self.Generator = Generator(D_out_dim, 3)
+        # p(z_t | x_{t-1}, p_t) with --prior learned; None: the fixed N(0, I)
+        self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.time_chunk = 8                   # time steps per batched call in `forward` (0: all)
 
     @classmethod
     def from_config(cls, cfg) -> "VideoCVAE":
-        return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output)
+        return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output,
+                   prior=cfg.prior)
+
+    @property
+    def prior(self) -> str:
+        return "fixed" if self.learned_prior is None else "learned"
 
     # ---- building blocks -------------------------------------------------------------------
     def encode_frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,11 +89,28 @@ class VideoCVAE(nn.Module):
         frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
         return torch.sigmoid(frame) if self.sigmoid_output else frame
 
+    def prior_z(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, gens: list, z_mode: str = "sample") -> torch.Tensor:
+        """z for one rollout step, (S, N, H, W): from N(0, I) or, with the learned prior, from
+        p(z | x_{t-1}, p_t) given the previous frame's and the pose's features (S, F/L, H, W);
+        "sample" draws it with sequence s's generator gens[s], "mean" takes the prior's mean."""
+        S, _, H, W = prev_feat.shape
+        device = prev_feat.device
+        if self.learned_prior is None and z_mode == "mean":
+            return torch.zeros(S, self.N_dim, H, W, device=device)
+        if self.learned_prior is not None:
+            mu, logvar = self.learned_prior.distribution(prev_feat, label_feat)   # (S, N, H, W) each
+            if z_mode == "mean":
+                return mu
+        eps = torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])
+        return eps if self.learned_prior is None else mu + torch.exp(0.5 * logvar) * eps
+
     # ---- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None):
         """One training sequence batch. x, p: (B, T, 3, H, W) in [0, 1]; eps: optional
         (B, T-1, N, H, W) noise. Returns x_hat (B, T-1, 3, H, W) predicting x[:, 1:], and mu,
-        logvar (B*(T-1), N, H, W) of the posterior q(z | x_t, p_t).
+        logvar (B*(T-1), N, H, W) of the posterior q(z | x_t, p_t); with the learned prior also
+        prior_mu, prior_logvar (B*(T-1), N, H, W) of p(z_t | x_{t-1}, p_t), x_{t-1} being the
+        previous frame the decoder is given.
 
         Time is processed in chunks of `self.time_chunk` steps (0: all at once): each chunk's
         frames, poses and posteriors are one batched call each. On a CPU, 8-step chunks keep the
@@ -84,7 +120,7 @@ class VideoCVAE(nn.Module):
         flat = lambda t: t.reshape(-1, *t.shape[2:])                # (B, n, ...) -> (B*n, ...)
         unflat = lambda t, n: t.reshape(B, n, *t.shape[1:])         # (B*n, ...) -> (B, n, ...)
         prev_feat = self.frame_transformation(x[:, 0])              # (B, F, H, W)
-        outs, mus, logvars, label_feats, zs = [], [], [], [], []
+        outs, mus, logvars, label_feats, zs, priors = [], [], [], [], [], []
         for s in range(1, T, chunk):
             e, n = min(s + chunk, T), min(chunk, T - s)
             cur = self.encode_frames(x[:, s:e])                     # (B, n, F, H, W): each frame once
@@ -94,23 +130,32 @@ class VideoCVAE(nn.Module):
             if teacher_forcing:                                     # previous frame = ground truth: batched
                 prev = torch.cat([prev_feat.unsqueeze(1), cur[:, :-1]], 1)   # (B, n, F, H, W)
                 outs.append(unflat(self.generate(flat(prev), flat(lab), z), n))
+                if self.learned_prior is not None:
+                    priors.append([unflat(a, n) for a in self.learned_prior.distribution(flat(prev), flat(lab))])
                 prev_feat = cur[:, -1]
             else:
                 label_feats.append(lab), zs.append(unflat(z, n))
         if not teacher_forcing:                                     # previous frame = own prediction
             lab, z = torch.cat(label_feats, 1), torch.cat(zs, 1)
             for t in range(T - 1):
+                if self.learned_prior is not None:
+                    priors.append([a.unsqueeze(1) for a in self.learned_prior.distribution(prev_feat, lab[:, t])])
                 frame = self.generate(prev_feat, lab[:, t], z[:, t])   # (B, 3, H, W)
                 outs.append(frame.unsqueeze(1))
                 if t < T - 2:
                     prev_feat = self.frame_transformation(frame)
-        return torch.cat(outs, 1), torch.cat(mus, 1).flatten(0, 1), torch.cat(logvars, 1).flatten(0, 1)
+        posterior = torch.cat(mus, 1).flatten(0, 1), torch.cat(logvars, 1).flatten(0, 1)
+        if self.learned_prior is None:
+            return torch.cat(outs, 1), *posterior
+        prior = (torch.cat([m for m, _ in priors], 1).flatten(0, 1), torch.cat([v for _, v in priors], 1).flatten(0, 1))
+        return torch.cat(outs, 1), *posterior, *prior
 
     # ---- inference -------------------------------------------------------------------------
     @torch.inference_mode()
     def rollout(self, first_frame: torch.Tensor, labels: torch.Tensor, seeds: list[int] | None = None,
-                label_chunk: int = 16, progress=None) -> torch.Tensor:
-        """Autoregressive prediction with z ~ N(0, I).
+                label_chunk: int = 16, progress=None, z_mode: str = "sample") -> torch.Tensor:
+        """Autoregressive prediction, z drawn from the prior (`prior_z`: N(0, I), or the learned
+        prior given the previous generated frame and the pose; z_mode "mean": the prior's mean).
 
         first_frame (S, 3, H, W), labels (S, T, 3, H, W), float in [0, 1] or uint8 (converted
         chunk by chunk on the model's device). Sequence s draws its noise from its own generator
@@ -131,8 +176,9 @@ class VideoCVAE(nn.Module):
         for start in range(1, T, label_chunk):
             label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
             for j in range(label_feat.shape[1]):
-                z = torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])
-                prev = self.generate(self.frame_transformation(prev), label_feat[:, j], z)
+                prev_feat = self.frame_transformation(prev)                  # (S, F, H, W)
+                z = self.prior_z(prev_feat, label_feat[:, j], gens, z_mode)  # (S, N, H, W)
+                prev = self.generate(prev_feat, label_feat[:, j], z)
                 out[:, start + j] = prev
             if progress is not None:
                 progress.update(label_feat.shape[1])
@@ -174,10 +220,13 @@ def init_posterior_at_prior(model: VideoCVAE, weight_scale: float = 0.01) -> Non
     summed over the 12x32x64 latents as the template does, starts near 10^3 with a gradient
     ~10^4 times the MSE's; after clipping at norm 1 the first steps then learn almost nothing but
     the KL. Started at the prior, the KL starts near 0 and its gradient is ~400x smaller (full dims:
-    norm 5,190 -> 12), so the reconstruction's share of the clipped step grows by as much."""
-    head = model.Gaussian_Predictor[-1]                                 # Conv2d(N -> 2N, 1x1)
-    head.weight.mul_(weight_scale)
-    head.bias.zero_()
+    norm 5,190 -> 12), so the reconstruction's share of the clipped step grows by as much.
+    A learned prior p(z | x_{t-1}, p) starts at N(0, I) the same way."""
+    for predictor in (model.Gaussian_Predictor, model.learned_prior):
+        if predictor is not None:
+            head = predictor[-1]                                        # Conv2d(N -> 2N, 1x1)
+            head.weight.mul_(weight_scale)
+            head.bias.zero_()
 
 
 @torch.no_grad()
@@ -235,11 +284,17 @@ def _update_running_stats(bn: nn.BatchNorm2d, h: torch.Tensor) -> None:
         bn.running_var.mul_(1 - m).add_(var[t].to(bn.running_var.dtype), alpha=m)
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) per frame. mu, logvar: (frames, N, H, W).
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum",
+                  prior_mu: torch.Tensor | None = None, prior_logvar: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per frame, or with prior_mu, prior_logvar given (the
+    learned prior) KL(N(mu, exp(logvar)) || N(prior_mu, exp(prior_logvar))). All (frames, N, H, W).
     sum: the template's scale, summed over the N*H*W latent elements of a frame (24,576 at the
     default dims), averaged over frames; mean: averaged over elements too (the MSE's scale)."""
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+    if prior_mu is None:
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+    else:                                                   # two Gaussians, element by element
+        kl = 0.5 * (prior_logvar - logvar + (logvar - prior_logvar).exp()
+                    + (mu - prior_mu).pow(2) * (-prior_logvar).exp() - 1)
     if reduction == "sum":
         return kl.sum() / mu.shape[0]
     if reduction == "mean":
@@ -248,9 +303,12 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum"
 
 
 def cvae_loss(x_hat: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-              beta: float, kl_reduction: str = "sum"):
-    """loss = MSE(x_hat, x) (mean over frames and pixels) + beta * KL (per frame). Returns
-    (loss, mse, kl) as tensors; computed in float32 even under autocast."""
+              beta: float, kl_reduction: str = "sum", prior_mu: torch.Tensor | None = None,
+              prior_logvar: torch.Tensor | None = None):
+    """loss = MSE(x_hat, x) (mean over frames and pixels) + beta * KL (per frame), the KL to N(0, I)
+    or, given prior_mu and prior_logvar, to the learned prior. Returns (loss, mse, kl) as tensors;
+    computed in float32 even under autocast."""
     mse = F.mse_loss(x_hat.float(), target.float())
-    kl = kl_divergence(mu.float(), logvar.float(), kl_reduction)
+    prior = {} if prior_mu is None else dict(prior_mu=prior_mu.float(), prior_logvar=prior_logvar.float())
+    kl = kl_divergence(mu.float(), logvar.float(), kl_reduction, **prior)
     return mse + beta * kl, mse, kl

@@ -78,9 +78,14 @@ class Gaussian_Predictor(nn.Sequential):
             eps = torch.randn_like(mu)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, img: torch.Tensor, label: torch.Tensor, eps: torch.Tensor | None = None):
+    def distribution(self, img: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the Gaussian over z, each (B, N, H, W), without drawing z."""
         feature = torch.cat([img, label], dim=1)  # (B, F + L, H, W)
         mu, logvar = torch.chunk(super().forward(feature), 2, dim=1)  # 2 x (B, N, H, W)
+        return mu, logvar
+
+    def forward(self, img: torch.Tensor, label: torch.Tensor, eps: torch.Tensor | None = None):
+        mu, logvar = self.distribution(img, label)
         return self.reparameterize(mu, logvar, eps), mu, logvar
 
 

@@ -138,6 +138,75 @@ def plot_psnr_per_frame(psnr: np.ndarray, baseline: np.ndarray | None = None, ti
     return fig
 
 
+def plot_ssim_per_frame(ssim: np.ndarray, baseline: np.ndarray | None = None, title: str = "validation video", ax=None):
+    """Per-frame SSIM (frame 0, the given frame, skipped), the copy-first-frame baseline's beside it."""
+    fig, ax = _fig_ax(ax, (9, 2.6))
+    t = np.arange(1, len(ssim))
+    vals = np.asarray(ssim)[1:]
+    ax.plot(t, vals, lw=1.2, color="tab:purple", label=f"model: mean {vals.mean():.3f}")
+    if baseline is not None:
+        b = np.asarray(baseline)[1:]
+        ax.plot(t, b, lw=1, color="grey", alpha=0.8, label=f"copy first frame: mean {b.mean():.3f}")
+    ax.set(xlabel="frame", ylabel="SSIM", title=title)
+    ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_quality_per_frame(psnr, ssim, baseline_psnr=None, baseline_ssim=None, title: str = "validation video"):
+    """Per-frame PSNR above, SSIM below, on one frame axis."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.4), sharex=True, height_ratios=(1.2, 1))
+    plot_psnr_per_frame(psnr, baseline_psnr, title=f"per-frame PSNR and SSIM, {title}", ax=top)
+    plot_ssim_per_frame(ssim, baseline_ssim, title="", ax=bottom)
+    top.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_runs_per_frame(per_frame: pd.DataFrame, smooth: int = 15, title: str = "validation video"):
+    """Per-frame PSNR (top) and SSIM (bottom) of several runs' rollouts (`lab4.compare` rows: run,
+    z, seed, frame, psnr, ssim; each run's first z-sample, plus any baseline rows), each curve a
+    centred rolling mean over `smooth` frames so that the runs can be told apart."""
+    first = per_frame[per_frame["z"] != "mean"]
+    first = first[first["seed"] == first.groupby("run")["seed"].transform("min")]
+    first = first[first["frame"] > 0].copy()                             # frame 0 is given
+    names = list(dict.fromkeys(first["run"]))
+    for col in ("psnr", "ssim"):
+        first[col] = first.groupby("run")[col].transform(lambda v: v.rolling(smooth, center=True, min_periods=1).mean())
+    with sns.axes_style(THEME):
+        fig, axes = plt.subplots(2, 1, figsize=(9.5, 5.6), sharex=True)
+        for ax, col, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+            sns.lineplot(first, x="frame", y=col, hue="run", hue_order=names, palette=_palette(names), lw=1.1,
+                         errorbar=None, estimator=None, ax=ax, legend=ax is axes[0])
+            ax.set(ylabel=f"{label}, {smooth}-frame mean")
+        axes[0].set_title(f"per-frame PSNR and SSIM, {title} (z sampled, first seed)")
+        axes[0].legend(fontsize=8, loc="lower left", ncol=2)
+        fig.tight_layout()
+    return fig
+
+
+def plot_sample_spread(per_frame: pd.DataFrame, copy_first: float | None = None):
+    """Each run's Kaggle-protocol val PSNR (frames 1..600) for each of its K z-samples (dots) and
+    for z = the prior's mean (a diamond): the spread of the prior-z score against the gap between runs."""
+    from .score import LAST_SCORED
+    scored = per_frame[(per_frame["frame"] >= 1) & (per_frame["frame"] <= LAST_SCORED) & (per_frame["z"] != "-")]
+    scores = scored.groupby(["run", "z", "seed"], sort=False)["psnr"].mean().reset_index()
+    names = list(dict.fromkeys(scores["run"]))
+    with sns.axes_style(THEME):
+        fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(names) + 1.6))
+        sns.stripplot(scores[scores["z"] == "sample"], x="psnr", y="run", order=names, hue="run", hue_order=names,
+                      palette=_palette(names), size=7, jitter=0.15, ax=ax, legend=False)
+        means = scores[scores["z"] == "mean"].set_index("run")["psnr"]
+        ax.scatter(means.reindex(names), range(len(names)), marker="D", s=60, facecolor="white", edgecolor="black",
+                   zorder=3, label="z = prior mean")
+        if copy_first is not None:
+            ax.axvline(copy_first, color="grey", ls="--", lw=1, label=f"copy first frame {copy_first:.2f} dB")
+        ax.set(xlabel="val PSNR, frames 1..600 (dB)", ylabel="",
+               title="val PSNR of each z-sample (dots) and of z = the prior's mean (diamond)")
+        ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+    return fig
+
+
 def frames_to_uint8(frames) -> np.ndarray:
     """(T, 3, H, W) float [0, 1] or uint8 (tensor or array) -> (T, H, W, 3) uint8."""
     return to_uint8(frames).transpose(0, 2, 3, 1)

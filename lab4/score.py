@@ -141,6 +141,16 @@ def psnr_per_frame(pred, gt) -> np.ndarray:
     return psnr_rows(frames_to_rows(pred), frames_to_rows(gt))
 
 
+def ssim_per_frame(pred, gt) -> np.ndarray:
+    """Per-frame SSIM (T,) of (T, 3, H, W) frames, quantised as the submission is (torchmetrics'
+    structural_similarity_index_measure: Gaussian window 11, sigma 1.5, data range 1). Reported
+    next to PSNR; the Kaggle score stays PSNR."""
+    import torch
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    a, b = (torch.from_numpy(to_uint8(x)).double() / 255.0 for x in (pred, gt))     # (T, 3, H, W) each
+    return ssim(a, b, data_range=1.0, reduction="none").numpy().astype(np.float64)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="lab4-score", description="Score a submission.csv like Kaggle does.")
     ap.add_argument("--solution", required=True,

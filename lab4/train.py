@@ -33,8 +33,8 @@ from .files import write_text_atomic
 from .memory import keep_freed_memory
 from .device import out_of_memory_as_error, select_device
 from .infer import copy_first_psnr, kaggle_mean, validate, write_validation_outputs
-from .model import (VideoCVAE, autocast_for, cvae_loss, init_output_head, init_posterior_at_prior,
-                    recalibrate_label_batchnorm, weight_average)
+from .model import (PRIORS, Z_MODES, VideoCVAE, autocast_for, cvae_loss, init_output_head,
+                    init_posterior_at_prior, recalibrate_label_batchnorm, weight_average)
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
 
 SUM_KEYS = ("loss", "mse", "kl", "tf_steps", "steps")
@@ -71,7 +71,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("partial", "fast_partial"):
         if not 0 < getattr(cfg, name) <= 1:
             raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a fraction in (0, 1]")
-    for name, choices in (("init_output", ("data", "default")), ("init_posterior", ("prior", "default"))):
+    for name, choices in (("init_output", ("data", "default")), ("init_posterior", ("prior", "default")),
+                          ("prior", PRIORS), ("z", Z_MODES)):
         if getattr(cfg, name) not in choices:
             raise Lab4Error(f"--{name} {getattr(cfg, name)!r}: expected one of {', '.join(choices)}")
     for name, low in (("train_vi_len", 2), ("val_vi_len", 2)):
@@ -322,8 +323,9 @@ class Run:
         x, p = self.batches.batch(idx)                                  # (B, T, 3, H, W) each
         teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
         with self.autocast:
-            x_hat, mu, logvar = self.model(x, p, teacher_forcing)       # (B, T-1, 3, H, W), 2 x (B, T-1, N, H, W)
-        loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction)
+            # (B, T-1, 3, H, W), 2 x (B*(T-1), N, H, W) posterior [, 2 x (B*(T-1), N, H, W) learned prior]
+            x_hat, mu, logvar, *prior = self.model(x, p, teacher_forcing)
+        loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction, *prior)
         loss_value = loss.item()
         where = f"at epoch {epoch + 1} step {k + 1}; checkpoints on disk are the last good ones (try a lower --lr)"
         if not math.isfinite(loss_value):
@@ -353,9 +355,9 @@ class Run:
     def validate_into(self, row: dict) -> None:
         cfg = self.cfg
         pred, psnr = validate(self.inference_model, self.val_split, cfg.val_vi_len, seed=cfg.seed, progress=self.progress,
-                              cpu_amp=cfg.cpu_amp)
+                              cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
         row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
-        written = (write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val")
+        written = (write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val", cfg.z)
                    if cfg.store_visualization else None)
         self.last_val = (pred, psnr, written)
         if self.writer is not None:
@@ -413,7 +415,8 @@ class Run:
             _save_loss_curves(self.metrics, self.save_root / "loss_curves.png")
         if self.last_val is not None:
             pred, psnr, written = self.last_val  # the last validation is the final epoch's
-            out.update(written or write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val"))
+            out.update(written or write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val",
+                                                          self.cfg.z))
         return out
 
 
@@ -487,8 +490,8 @@ def evaluate_checkpoint(cfg: TrainConfig) -> dict:
         raise Lab4Error("--test needs --ckpt_path (the checkpoint to evaluate)")
     model, _, _ = load_model(cfg.ckpt_path, select_device(cfg.device))
     val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-    pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, cpu_amp=cfg.cpu_amp)
-    return write_validation_outputs(pred, psnr, val, Path(cfg.save_root) / "val")
+    pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
+    return write_validation_outputs(pred, psnr, val, Path(cfg.save_root) / "val", cfg.z)
 
 
 def move_old_run_aside(save_root: Path, log=print) -> Path | None:

@@ -1,4 +1,4 @@
-"""The workbook (notebooks/*.ipynb): committed without outputs, numbered 00..05, and every notebook
+"""The workbook (notebooks/*.ipynb): committed without outputs, numbered 00..06, and every notebook
 honours the LAB4_SMOKE switch right after its parameter cell. Running them is nbval's job
 (`make test` runs `pytest --nbval-lax notebooks/` with LAB4_SMOKE=1)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import lab4
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 EXPECTED = ["00_cvae_derivation", "01_data", "02_kl_annealing", "03_teacher_forcing",
-            "04_psnr_per_frame", "05_kaggle_submission"]
+            "04_psnr_per_frame", "05_kaggle_submission", "06_training_strategies"]
 
 
 def _read(path: Path):
