@@ -292,9 +292,9 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "sum"
     default dims), averaged over frames; mean: averaged over elements too (the MSE's scale)."""
     if prior_mu is None:
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
-    else:                                                   # two Gaussians, element by element
-        kl = 0.5 * (prior_logvar - logvar + (logvar - prior_logvar).exp()
-                    + (mu - prior_mu).pow(2) * (-prior_logvar).exp() - 1)
+    else:    # two Gaussians, element by element: with d = logvar - prior_logvar, exp(d) - 1 - d (>= 0)
+        d = logvar - prior_logvar   # written with expm1, which keeps a near-equal pair's KL from rounding below 0
+        kl = 0.5 * (torch.expm1(d) - d + (mu - prior_mu).pow(2) * (-prior_logvar).exp())
     if reduction == "sum":
         return kl.sum() / mu.shape[0]
     if reduction == "mean":

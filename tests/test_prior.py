@@ -82,6 +82,11 @@ def test_kl_to_a_learned_prior():
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     p = torch.distributions.Normal(pmu, (0.5 * plogvar).exp())
     torch.testing.assert_close(kl, torch.distributions.kl_divergence(q, p).mean())
+    # a posterior within 1e-5 of its prior (late in training): the float32 KL stays >= 0 and matches float64
+    near_mu, near_logvar = 1e-3 * mu + 1e-5 * pmu, 1e-3 * logvar + 1e-5 * plogvar
+    small = kl_divergence(1e-3 * mu, 1e-3 * logvar, "sum", near_mu, near_logvar)
+    exact = kl_divergence((1e-3 * mu).double(), (1e-3 * logvar).double(), "sum", near_mu.double(), near_logvar.double())
+    assert float(small) >= 0 and float(small) == pytest.approx(float(exact), rel=1e-3)
 
 
 def test_init_at_prior_starts_the_learned_prior_at_n01_too():
