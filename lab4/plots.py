@@ -119,15 +119,22 @@ def plot_tfr_vs_loss(runs: dict[str, pd.DataFrame] | pd.DataFrame, column: str =
     return fig
 
 
+def _model_and_baseline_lines(ax, values, baseline, color: str, fmt: str) -> np.ndarray:
+    """A per-frame metric of the model and of the copy-first-frame baseline against frames 1..T-1
+    (frame 0 is the given frame), each labelled with its mean; returns the model's values (T-1,)."""
+    t = np.arange(1, len(values))
+    vals = np.asarray(values)[1:]
+    ax.plot(t, vals, lw=1.2, color=color, label=f"model: mean {fmt.format(vals.mean())}")
+    if baseline is not None:
+        b = np.asarray(baseline)[1:]
+        ax.plot(t, b, lw=1, color="grey", alpha=0.8, label=f"copy first frame: mean {fmt.format(b.mean())}")
+    return vals
+
+
 def plot_psnr_per_frame(psnr: np.ndarray, baseline: np.ndarray | None = None, title: str = "validation video", ax=None):
     """Per-frame PSNR (frame 0 is the given frame and is skipped), mean and min annotated."""
     fig, ax = _fig_ax(ax, (9, 3.2))
-    t = np.arange(1, len(psnr))
-    vals = np.asarray(psnr)[1:]
-    ax.plot(t, vals, lw=1.2, color="tab:blue", label=f"model: mean {vals.mean():.2f} dB")
-    if baseline is not None:
-        b = np.asarray(baseline)[1:]
-        ax.plot(t, b, lw=1, color="grey", alpha=0.8, label=f"copy first frame: mean {b.mean():.2f} dB")
+    vals = _model_and_baseline_lines(ax, psnr, baseline, "tab:blue", "{:.2f} dB")
     i = int(np.argmin(vals))
     ax.axhline(vals.mean(), color="tab:blue", ls=":", lw=1)
     ax.annotate(f"min {vals[i]:.2f} dB @ frame {i + 1}", (i + 1, vals[i]), xytext=(10, -12),
@@ -141,12 +148,7 @@ def plot_psnr_per_frame(psnr: np.ndarray, baseline: np.ndarray | None = None, ti
 def plot_ssim_per_frame(ssim: np.ndarray, baseline: np.ndarray | None = None, title: str = "validation video", ax=None):
     """Per-frame SSIM (frame 0, the given frame, skipped), the copy-first-frame baseline's beside it."""
     fig, ax = _fig_ax(ax, (9, 2.6))
-    t = np.arange(1, len(ssim))
-    vals = np.asarray(ssim)[1:]
-    ax.plot(t, vals, lw=1.2, color="tab:purple", label=f"model: mean {vals.mean():.3f}")
-    if baseline is not None:
-        b = np.asarray(baseline)[1:]
-        ax.plot(t, b, lw=1, color="grey", alpha=0.8, label=f"copy first frame: mean {b.mean():.3f}")
+    _model_and_baseline_lines(ax, ssim, baseline, "tab:purple", "{:.3f}")
     ax.set(xlabel="frame", ylabel="SSIM", title=title)
     ax.legend(loc="upper right", fontsize=8)
     return fig
