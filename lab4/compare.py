@@ -47,7 +47,5 @@ def _frame_rows(run: str, z: str, seed: int, psnr: np.ndarray, ssim: np.ndarray)
 
 def copy_first_rows(val, length: int = 630) -> pd.DataFrame:
     """The copy-first-frame baseline's per-frame PSNR and SSIM, as one more 'run'."""
-    from .infer import copy_first_psnr
-    gt = val.images[:min(length, len(val.images))]
-    return _frame_rows("copy first frame", "-", -1, copy_first_psnr(val, len(gt)),
-                       ssim_per_frame(np.repeat(gt[:1], len(gt), axis=0), gt))
+    from .infer import copy_first_psnr, copy_first_ssim
+    return _frame_rows("copy first frame", "-", -1, copy_first_psnr(val, length), copy_first_ssim(val, length))

@@ -109,6 +109,12 @@ def copy_first_psnr(val: Split, length: int = 630) -> np.ndarray:
     return psnr_per_frame(np.repeat(gt[:1], len(gt), axis=0), gt)
 
 
+def copy_first_ssim(val: Split, length: int = 630) -> np.ndarray:
+    """Per-frame SSIM (T,) of the same copy-first-frame baseline."""
+    gt = val.images[:min(length, len(val.images))]
+    return ssim_per_frame(np.repeat(gt[:1], len(gt), axis=0), gt)
+
+
 def kaggle_mean(psnr: np.ndarray) -> float:
     """Mean PSNR over frames 1..600, as Kaggle scores a sequence."""
     return float(np.mean(psnr[1:LAST_SCORED + 1]))
@@ -124,7 +130,7 @@ def write_validation_outputs(pred: torch.Tensor, psnr: np.ndarray, val: Split, o
     T = len(pred)
     gt = val.images[:T]
     baseline = copy_first_psnr(val, T)
-    ssim, baseline_ssim = ssim_per_frame(pred, gt), ssim_per_frame(np.repeat(gt[:1], T, axis=0), gt)
+    ssim, baseline_ssim = ssim_per_frame(pred, gt), copy_first_ssim(val, T)
     df = pd.DataFrame({"frame": np.arange(T), "psnr": psnr, "ssim": ssim, "copy_first_frame_psnr": baseline,
                        "copy_first_frame_ssim": baseline_ssim})
     with atomic_path(out / "psnr_per_frame.csv") as tmp:
