@@ -2,6 +2,9 @@
 `python benchmarks/run_all.py --report-only` re-renders without measuring)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import math
 
 NA = "n/a"
@@ -413,19 +416,27 @@ def _gpu(gp) -> str:
                       _table(["configuration", "ms/step", "epoch s", "peak GPU MiB", "vs reference", "error"], rows)])
 
 
-def _quality(qu) -> str:
-    """Section 6: learning curves (val PSNR against steps and minutes) per recipe and seed."""
+def _quality_tables(qu) -> list[str]:
+    """The runs table (PSNR at 2/5/8/13 minutes, final, against copy-first) and the curves table."""
+    from bench_quality import psnr_at
     cf = qu["copy_first_psnr"]
     marks = sorted({m for m in (2, 5, 8, 13) if m <= qu.get("budget_min", 13) + 1e-9})
     rows = []
     for r in qu["runs"]:
-        from bench_quality import psnr_at
         worst = min(p["val_psnr"] for p in r["curve"])
         rows.append([r["recipe"], r["seed"], r["steps"], f"{r['train_minutes']:.1f}",
                      *[_f(psnr_at(r, m)) for m in marks], f"**{r['final_val_psnr']:.2f}**",
                      f"{r['final_val_psnr'] - cf:+.2f}", f"{worst - cf:+.2f}"])
     curve_rows = [[r["recipe"], r["seed"], " ".join(f"{p['step']}:{p['val_psnr']:.1f}" for p in r["curve"])]
                   for r in qu["runs"]]
+    return [_table(["recipe", "seed", "steps", "train min", *[f"PSNR at {m} min" for m in marks], "final PSNR",
+                    "vs copy-first", "lowest eval vs copy-first"], rows), "",
+            "Curves (step: val PSNR dB):", "", _table(["recipe", "seed", "curve"], curve_rows)]
+
+
+def _quality(qu) -> str:
+    """Section 6: learning curves (val PSNR against steps and minutes) per recipe and seed."""
+    cf = qu["copy_first_psnr"]
     return "\n".join([
         "## 6. Quality: learning curves at full model dims", "",
         f"measured {qu.get('date', '?')} (load average after: {qu.get('load_avg_after')}). Data `{qu['data']}` (demo preset, synth seed {qu['data_seed']}: held out from the tuning, "
@@ -434,11 +445,32 @@ def _quality(qu) -> str:
         f"Training seeds {', '.join(map(str, qu['seeds']))}. Minutes are training wall-clock on this 2-core CPU "
         "with the evaluations taken out; the reference trains until its budget. `python benchmarks/bench_quality.py` "
         "(`make bench-quality`); figure `reports/figures/quality_psnr_vs_minutes.png`.", "",
-        _table(["recipe", "seed", "steps", "train min", *[f"PSNR at {m} min" for m in marks], "final PSNR",
-                "vs copy-first", "lowest eval vs copy-first"], rows), "",
-        "Curves (step: val PSNR dB):", "", _table(["recipe", "seed", "curve"], curve_rows), "",
+        *_quality_tables(qu), "",
         "Acceptance (issue 12):", "",
         _table(["criterion", "value", "met?"], [[c["what"], c["value"], _met(c["met"])] for c in qu["criteria"]])])
+
+
+EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
+
+
+def _experiments() -> list[str]:
+    """Section 6's experiments (benchmarks/experiments/, in name order): a `.md` file is shown as it is;
+    a `.json` file is `bench_quality.py --json` output with a `title` and a `note` added, shown as its
+    command, the note (what it showed) and the tables."""
+    parts = []
+    for path in sorted(EXPERIMENTS.glob("*")) if EXPERIMENTS.is_dir() else []:
+        if path.suffix == ".md":
+            parts += [path.read_text().strip(), ""]
+        elif path.suffix == ".json":
+            ex = json.loads(path.read_text())
+            recipes = ",".join(sorted({r["recipe"] for r in ex["runs"]}))
+            seeds = ",".join(map(str, ex["seeds"]))
+            parts += [f"### {path.stem.split('_', 1)[0]}. {ex['title']} ({ex['date'][:16].replace('T', ' ')})", "",
+                      f"`python benchmarks/bench_quality.py --recipes {recipes} --seeds {seeds}"
+                      + (f" --set {ex['set']}`" if ex.get("set") else "`")
+                      + f", the data and evaluation of section 6 (copy-first {ex['copy_first_psnr']:.2f} dB).", "",
+                      ex["note"].strip(), "", *_quality_tables(ex), ""]
+    return parts
 
 
 def render(doc: dict) -> str:
@@ -467,7 +499,7 @@ def render(doc: dict) -> str:
     if S.get("gpu") is not None:
         parts += [_gpu(S["gpu"]), ""]
     if _ok(S.get("quality")):
-        parts += [_quality(S["quality"]), ""]
+        parts += [_quality(S["quality"]), "", *_experiments()]
     parts += ["## Notes", "",
               "- Peak memory is the process's peak RSS from `resource.getrusage` over each phase (the kernel's "
               "high-water mark is reset between phases through /proc/self/clear_refs); DataLoader and cache-build "

@@ -79,7 +79,12 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "tf_coin", str, "teacher-forcing coin per batch or per epoch (template)", choices=["batch", "epoch"])
     _flag(o, "channels_last", None, "NHWC memory format", action=argparse.BooleanOptionalAction)
     _flag(o, "time_chunk", int, "time steps per batched training call (-1: 8 on CPU, all on CUDA)")
-    _flag(o, "amp", None, "bfloat16 autocast on CUDA (training)", action=argparse.BooleanOptionalAction)
+    _flag(o, "precision", str, "training precision: auto = bf16 on CUDA >= 8.0, fp16 (+ GradScaler) on 7.x, fp32 "
+          "below and on the CPU (bf16 with --cpu_amp)", choices=["auto", "fp32", "bf16", "fp16"])
+    _flag(o, "deterministic", None, "cuDNN deterministic algorithms, no benchmark mode (exact resume on CUDA)",
+          action=argparse.BooleanOptionalAction)
+    _flag(o, "amp", None, "mixed precision on CUDA with --precision auto (--no-amp: fp32)",
+          action=argparse.BooleanOptionalAction)
     _flag(o, "cpu_amp", None, "bfloat16 autocast on CPU, training and rollouts (opt-in: ~1.9x where the CPU has "
           "AVX512-BF16/AMX; changes the numerics)", action=argparse.BooleanOptionalAction)
     _flag(o, "ema", float, "decay of the weights' moving average used to validate, save and test (0: off)")

@@ -10,8 +10,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-CHECKPOINT_VERSION = 3          # 2: + train_state_dict, ema_n when --ema averages the weights;
-                                # 3: + config.prior, z; learned_prior.* weights with --prior learned
+CHECKPOINT_VERSION = 4          # 2: + train_state_dict, ema_n when --ema averages the weights;
+                                # 3: + config.prior, z; learned_prior.* weights with --prior learned;
+                                # 4: + config.precision (resolved), deterministic; grad_scaler with fp16;
+                                #    rng.cuda: the RNG of the device in use only
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 
@@ -68,7 +70,11 @@ class TrainConfig:
     tf_coin: str = "batch"          # teacher-forcing coin per batch, or per epoch (the template's)
     channels_last: bool = True     # NHWC activations (faster convolutions on CPU and GPU; same maths)
     time_chunk: int = -1            # time steps per batched call in training; -1: 8 on CPU, all on CUDA
-    amp: bool = True                # bfloat16 autocast on CUDA for training (ignored on CPU)
+    precision: str = "auto"         # training: auto = bf16 autocast on CUDA compute capability >= 8.0, fp16
+                                    # autocast + GradScaler on 7.x, fp32 below and on the CPU (bf16 there
+                                    # with cpu_amp); or fp32, bf16, fp16. config.json records the choice
+    deterministic: bool = False     # CUDA: cuDNN deterministic algorithms, no benchmark (exact resume)
+    amp: bool = True                # with precision auto: mixed precision on CUDA (False: fp32)
     cpu_amp: bool = False           # bfloat16 autocast on CPU, training and rollouts: ~1.9x on CPUs with
                                     # AVX512-BF16/AMX, changes the numerics (opt-in; benchmarks/RESULTS.md)
     val_every: int = 1              # validate every this many epochs (and always at the end)
@@ -79,6 +85,7 @@ class TrainConfig:
                                     # state_dict and lab4-test use (0: off, the raw weights)
     prior: str = "fixed"            # fixed: z ~ N(0, I) (template); learned: p(z_t | x_{t-1}, p_t), SVG-LP
     z: str = "sample"               # rollouts (validation, lab4-test): sample z from the prior, or its mean
+    world_size: int = 1             # recorded, not a flag: the processes the run trained with (torchrun)
 
     def model_dims(self) -> dict:
         return dict(F_dim=self.F_dim, L_dim=self.L_dim, N_dim=self.N_dim, D_out_dim=self.D_out_dim)
@@ -111,7 +118,7 @@ def _cpu_bf16_is_fast() -> bool:
 PRESETS: dict[str, dict] = {
     # The template exactly: unbounded output, MultiStepLR([2, 5]), Fu et al.'s schedule as coded.
     "template": dict(sigmoid_output=False, kl_reach_stop=False, tf_coin="epoch", init_output="default",
-                     init_posterior="default", ema=0.0),
+                     init_posterior="default", ema=0.0, precision="fp32"),
     # What the best student reports converged on, for a GPU and the real data.
     "best": dict(optim="AdamW", lr=3e-4, weight_decay=1e-2, lr_scheduler="cosine", min_lr=1e-6,
                  num_epoch=400, tfr=0.0, kl_anneal_type="Monotonic", kl_anneal_ratio=0.25,

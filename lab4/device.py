@@ -8,8 +8,12 @@ import torch
 from .errors import Lab4Error
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """--device: auto (CUDA when present, else CPU), cpu, cuda or cuda:<n> of a GPU that exists."""
+def select_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """--device: auto (CUDA when present, else CPU), cpu, cuda or cuda:<n> of a GPU that exists.
+    local_rank (torchrun): auto and cuda mean this process's GPU, cuda:<local rank>."""
+    if local_rank is not None and name in ("auto", "", None, "cuda") and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        name = f"cuda:{local_rank}"
     if name in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -37,3 +41,44 @@ def out_of_memory_as_error(what: str):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         raise Lab4Error(f"CUDA out of memory {what}") from None
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def device_words(device: torch.device) -> str:
+    """' (NVIDIA H100, compute capability 9.0)' for a GPU, '' for the CPU: the first log line's."""
+    if device.type != "cuda":
+        return ""
+    major, minor = torch.cuda.get_device_capability(device)
+    return f" ({torch.cuda.get_device_name(device)}, compute capability {major}.{minor})"
+
+
+def choose_precision(requested: str, device: torch.device, amp: bool = True, cpu_amp: bool = False,
+                     capability: tuple[int, int] | None = None) -> str:
+    """--precision -> the training precision on `device`: fp32, bf16 (autocast) or fp16 (autocast
+    with a GradScaler). auto: on CUDA, bf16 from compute capability 8.0 (Ampere and later), fp16
+    on 7.x (V100, T4: no native bfloat16), fp32 below (P100) or with --no-amp; on the CPU fp32,
+    or bf16 with --cpu_amp. `capability` stands in for the GPU's (tests)."""
+    if requested not in PRECISIONS:
+        raise Lab4Error(f"--precision {requested!r}: expected one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        if requested == "fp16":
+            raise Lab4Error("--precision fp16: for CUDA GPUs only (on the CPU: fp32, or bf16 = --cpu_amp)")
+        return ("bf16" if cpu_amp else "fp32") if requested == "auto" else requested
+    cap = tuple(capability or torch.cuda.get_device_capability(device))
+    if requested == "auto":
+        return "fp32" if not amp else "bf16" if cap >= (8, 0) else "fp16" if cap >= (7, 0) else "fp32"
+    if requested == "bf16" and cap < (8, 0):
+        raise Lab4Error(f"--precision bf16: {device} has compute capability {cap[0]}.{cap[1]}, without native "
+                        f"bfloat16 (8.0 and later); use --precision auto (fp16 there) or fp32")
+    return requested
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_autocast(device: torch.device, precision: str):
+    """The autocast context of a precision (fp32: disabled)."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

@@ -48,6 +48,8 @@ class VideoCVAE(nn.Module):
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.time_chunk = 8                   # time steps per batched call in `forward` (0: all)
+        self.world = None                     # data-parallel training (lab4.distributed.World): this rank's
+                                              # rows of the global batch's noise and BatchNorm statistics
 
     @classmethod
     def from_config(cls, cfg) -> "VideoCVAE":
@@ -77,10 +79,14 @@ class VideoCVAE(nn.Module):
         h = conv(pad(flat)).contiguous()                                   # (B*T, C, H, W)
         C, H, W = h.shape[1:]
         grouped = h.view(B, T * C, H, W)                      # channel t*C + c: one BN group per step
-        normed = F.batch_norm(grouped, None, None, bn.weight.repeat(T), bn.bias.repeat(T),
-                              training=True, momentum=0.0, eps=bn.eps)
+        if self.world is None:
+            normed = F.batch_norm(grouped, None, None, bn.weight.repeat(T), bn.bias.repeat(T),
+                                  training=True, momentum=0.0, eps=bn.eps)
+            stats = None
+        else:                                                 # statistics over every rank's sequences
+            normed, stats = _batch_norm_over_ranks(grouped, bn.weight.repeat(T), bn.bias.repeat(T), bn.eps)
         if bn.track_running_stats:
-            _update_running_stats(bn, h.detach().view(B, T, C, H, W))
+            _update_running_stats(bn, h.detach().view(B, T, C, H, W), stats)
         out = res(act(normed.view(B * T, C, H, W)))
         return out.reshape(B, T, *out.shape[1:])
 
@@ -88,6 +94,15 @@ class VideoCVAE(nn.Module):
         """(B, F, H, W), (B, L, H, W), (B, N, H, W) -> frame (B, 3, H, W)."""
         frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
         return torch.sigmoid(frame) if self.sigmoid_output else frame
+
+    def posterior(self, cur_feat: torch.Tensor, label_feat: torch.Tensor, eps: torch.Tensor | None = None):
+        """z ~ q(z | x_t, p_t) by the reparameterisation, and its mu, logvar: (B*n, N, H, W) each. In
+        data-parallel training the noise is this rank's rows of the whole batch's (lab4.distributed)."""
+        if self.world is None or eps is not None:
+            return self.Gaussian_Predictor(cur_feat, label_feat, eps)
+        from .distributed import global_noise
+        mu, logvar = self.Gaussian_Predictor.distribution(cur_feat, label_feat)
+        return self.Gaussian_Predictor.reparameterize(mu, logvar, global_noise(mu, self.world)), mu, logvar
 
     def prior_z(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, gens: list, z_mode: str = "sample") -> torch.Tensor:
         """z for one rollout step, (S, N, H, W): from N(0, I) or, with the learned prior, from
@@ -125,7 +140,7 @@ class VideoCVAE(nn.Module):
             e, n = min(s + chunk, T), min(chunk, T - s)
             cur = self.encode_frames(x[:, s:e])                     # (B, n, F, H, W): each frame once
             lab = self.encode_labels(p[:, s:e])                     # (B, n, L, H, W)
-            z, mu, logvar = self.Gaussian_Predictor(flat(cur), flat(lab), None if eps is None else flat(eps[:, s - 1:e - 1]))
+            z, mu, logvar = self.posterior(flat(cur), flat(lab), None if eps is None else flat(eps[:, s - 1:e - 1]))
             mus.append(unflat(mu, n)), logvars.append(unflat(logvar, n))
             if teacher_forcing:                                     # previous frame = ground truth: batched
                 prev = torch.cat([prev_feat.unsqueeze(1), cur[:, :-1]], 1)   # (B, n, F, H, W)
@@ -260,6 +275,24 @@ def recalibrate_label_batchnorm(model: VideoCVAE, labels: torch.Tensor, max_fram
     bn.running_var.copy_(var.to(bn.running_var.dtype))
 
 
+def _batch_norm_over_ranks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+    """Training-mode batch norm of x (B_rank, K, H, W) with each channel's statistics over every rank's
+    rows (a differentiable all-reduce of the sums): the normalisation one process would apply to the
+    whole batch. Returns (normed, (mean, unbiased var) of the K channels, detached)."""
+    from .distributed import sum_over_ranks
+    xf = x.float()
+    K = xf.shape[1]
+    local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
+                       xf.new_full((1,), xf.shape[0] * xf.shape[2] * xf.shape[3])])
+    total = sum_over_ranks(local)
+    n = total[-1]
+    mean = total[:K] / n
+    var = (total[K:2 * K] / n - mean * mean).clamp_min(0)     # biased, as batch norm normalises
+    scale = torch.rsqrt(var + eps) * weight.float()
+    normed = (xf - mean[None, :, None, None]) * scale[None, :, None, None] + bias.float()[None, :, None, None]
+    return normed.to(x.dtype), (mean.detach(), (var * n / (n - 1).clamp_min(1)).detach())
+
+
 def autocast_for(device: torch.device, *, cuda_amp: bool = False, cpu_amp: bool = False,
                  rollout: bool = False):
     """The bfloat16 autocast context lab4 runs the model under (disabled: plain fp32).
@@ -271,12 +304,18 @@ def autocast_for(device: torch.device, *, cuda_amp: bool = False, cpu_amp: bool 
 
 
 @torch.no_grad()
-def _update_running_stats(bn: nn.BatchNorm2d, h: torch.Tensor) -> None:
-    """BatchNorm running-average updates for T consecutive steps; h: (B, T, C, H, W)."""
+def _update_running_stats(bn: nn.BatchNorm2d, h: torch.Tensor, stats=None) -> None:
+    """BatchNorm running-average updates for T consecutive steps; h: (B, T, C, H, W), taken in
+    float32 whatever the autocast dtype of the activations (the running statistics are fp32);
+    stats: (mean, unbiased var), (T*C,) each, of the whole batch over the ranks instead of h's."""
+    h = h.float()
     T = h.shape[1]
     n = h.shape[0] * h.shape[3] * h.shape[4]
-    mean = h.mean(dim=(0, 3, 4))                               # (T, C)
-    var = h.var(dim=(0, 3, 4), unbiased=True) if n > 1 else torch.zeros_like(mean)
+    if stats is not None:
+        mean, var = (v.view(T, -1) for v in stats)
+    else:
+        mean = h.mean(dim=(0, 3, 4))                           # (T, C)
+        var = h.var(dim=(0, 3, 4), unbiased=True) if n > 1 else torch.zeros_like(mean)
     for t in range(T):
         bn.num_batches_tracked += 1
         m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)

@@ -214,15 +214,24 @@ def frames_to_uint8(frames) -> np.ndarray:
     return to_uint8(frames).transpose(0, 2, 3, 1)
 
 
+GAP = 2                      # white pixels between (and around) the frames of a strip or a GIF panel
+
+
+def tile_frames(frames) -> np.ndarray:
+    """n frames (n, 3, H, W), float [0, 1] or uint8 -> one (H + 2*GAP, n*(W + GAP) + GAP, 3) uint8 row,
+    white gaps: torchvision's make_grid."""
+    from torchvision.utils import make_grid
+    import torch
+    row = make_grid(torch.from_numpy(to_uint8(frames)), nrow=len(frames), padding=GAP, pad_value=255)   # (3, H', W')
+    return row.permute(1, 2, 0).numpy()
+
+
 def side_by_side(*videos, scale: int = 1) -> np.ndarray:
-    """Several (T, 3, H, W) videos -> one (T, H*scale, n*W*scale, 3) uint8 video, 2-px gaps."""
-    vids = [frames_to_uint8(v) for v in videos]
+    """Several (T, 3, H, W) videos -> one (T, (H + 4)*scale, (n*(W + 2) + 2)*scale, 3) uint8 video:
+    frame t of each video in one row (tile_frames), 2-px white gaps."""
+    vids = [to_uint8(v) for v in videos]
     T = min(len(v) for v in vids)
-    gap = np.full((T, vids[0].shape[1], 2, 3), 255, np.uint8)
-    parts = []
-    for v in vids:
-        parts += [v[:T], gap]
-    out = np.concatenate(parts[:-1], axis=2)
+    out = np.stack([tile_frames(np.stack([v[t] for v in vids])) for t in range(T)])
     return out.repeat(scale, axis=1).repeat(scale, axis=2) if scale > 1 else out
 
 
@@ -246,11 +255,11 @@ def save_figure(fig, figures_dir, name: str, dpi: int = 120) -> Path | None:
 
 def frame_strip(frames, n: int = 8, ax=None, title: str | None = None):
     """n evenly spaced frames of a (T, 3, H, W) video in one row."""
-    v = frames_to_uint8(frames)
+    v = to_uint8(frames)                                                 # (T, 3, H, W)
     idx = np.linspace(0, len(v) - 1, n).astype(int)
     fig, ax = _fig_ax(ax, (2 * n, 1.4))
-    ax.imshow(np.concatenate([np.pad(v[i], ((0, 0), (0, 2), (0, 0)), constant_values=255) for i in idx], axis=1))
-    ax.set_xticks([(i + 0.5) * (v.shape[2] + 2) for i in range(n)], [str(i) for i in idx])
+    ax.imshow(tile_frames(v[idx]))
+    ax.set_xticks([GAP / 2 + (i + 0.5) * (v.shape[3] + GAP) for i in range(n)], [str(i) for i in idx])
     ax.set_yticks([])
     if title:
         ax.set_title(title)

@@ -9,6 +9,7 @@ Ctrl-C saves last.ckpt at the step reached; --ckpt_path last.ckpt resumes exactl
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import tensorboard
+from . import distributed, tensorboard
 from .checkpoint import (config_of, is_template_checkpoint, load_weights, non_finite_tensors, read_checkpoint,
                          refuse_other_size, save_checkpoint)
 from .config import CHECKPOINT_VERSION, TrainConfig
@@ -31,9 +32,9 @@ from .data import SequenceBatches, load_split
 from .errors import Lab4Error
 from .files import write_text_atomic
 from .memory import keep_freed_memory
-from .device import out_of_memory_as_error, select_device
+from .device import choose_precision, device_words, out_of_memory_as_error, precision_autocast, select_device
 from .infer import copy_first_psnr, kaggle_mean, validate, write_validation_outputs
-from .model import (PRIORS, Z_MODES, VideoCVAE, autocast_for, cvae_loss, init_output_head,
+from .model import (PRIORS, Z_MODES, VideoCVAE, cvae_loss, init_output_head,
                     init_posterior_at_prior, recalibrate_label_batchnorm, weight_average)
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
 
@@ -97,16 +98,22 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def _rng_state(device: torch.device) -> dict:
+    """The CPU generator's state and, on CUDA, that of the one device the run uses (not every GPU's:
+    a run saved on an 8-GPU machine resumes on a 1-GPU one)."""
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if device.type == "cuda" and cuda is not None:
+        if isinstance(cuda, (list, tuple)):          # checkpoint version <= 3: every GPU's state
+            cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -169,12 +176,24 @@ class Run:
 
     def __init__(self, cfg: TrainConfig, progress: bool = True, on_step=None, log=print):
         check_config(cfg)
+        self.world = distributed.world_from_env()                # torchrun: this process's rank; else 1 process
+        distributed.check_batch(cfg.batch_size, self.world)
+        self.device = select_device(cfg.device, self.world.local_rank if self.world.size > 1 else None)
+        distributed.start(self.world, self.device)
+        self.precision_asked = cfg.precision                     # auto, or the one given
+        self.precision = choose_precision(cfg.precision, self.device, cfg.amp, cfg.cpu_amp)   # fp32, bf16, fp16
+        cfg = dataclasses.replace(cfg, precision=self.precision, world_size=self.world.size)  # as config.json records
+        if not self.world.main:                                  # rank 0 alone logs and writes
+            progress, log = False, (lambda *a: None)
         self.cfg, self.progress, self.on_step, self.log = cfg, progress, on_step, log
-        self.device = select_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.deterministic = cfg.deterministic
+            torch.backends.cudnn.benchmark = not cfg.deterministic
         self.save_root = Path(cfg.save_root)
         torch.manual_seed(cfg.seed)
         model = VideoCVAE.from_config(cfg).to(self.device)
         model.time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (8 if self.device.type == "cpu" else 0)
+        model.world = self.world if self.world.size > 1 else None
         self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
         self.optimizer = build_optimizer(cfg, self.model)
         self.epoch, self.batch, self.best = 0, 0, -math.inf      # the next step to take: (epoch, batch)
@@ -186,6 +205,9 @@ class Run:
         self.interrupted = _SigintFlag()
         self.writer = None                                       # --tensorboard: a SummaryWriter
         self.ema, self._ema_state = None, None                   # --ema: the averaged weights (AveragedModel)
+        self.autocast = precision_autocast(self.device, self.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None   # fp16 only
+        self.forward_model = self.model                          # DistributedDataParallel(model) under torchrun
         if cfg.tensorboard:
             tensorboard.require()                                # before anything is written
         if cfg.ckpt_path:
@@ -217,6 +239,8 @@ class Run:
             self.sums.update(ckpt.get("epoch_sums", {}))
             self.best = float(ckpt.get("best_val_psnr", -math.inf))
             _set_rng_state(ckpt["rng"], self.device)
+            if self.scaler is not None and "grad_scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["grad_scaler"])
         if (self.save_root / "metrics.csv").exists():
             metrics = pd.read_csv(self.save_root / "metrics.csv")
             self.metrics = metrics[metrics["epoch"] <= self.epoch].reset_index(drop=True)
@@ -238,7 +262,17 @@ class Run:
         self.batches = SequenceBatches(self.train_split, cfg.train_vi_len, self.device)
         self.copy_first = kaggle_mean(copy_first_psnr(self.val_split, cfg.val_vi_len))   # the do-nothing baseline
         self.betas = kl_beta_schedule(cfg)
-        self.autocast = autocast_for(self.device, cuda_amp=cfg.amp, cpu_amp=cfg.cpu_amp)  # bf16 when asked
+        if self.world.size > 1:                                  # gradients averaged over the ranks in backward()
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)                          # BatchNorm statistics are over all ranks already
+        self.log(f"lab4-train: {self.device}{device_words(self.device)}, precision {self.precision}"
+                 f"{' (auto)' if self.precision_asked == 'auto' else ''}; "
+                 f"{len(self.train_split.images)} train frames, val video of {len(self.val_split.images)}"
+                 + (f"; {self.world.size} processes of {cfg.batch_size // self.world.size} sequences each"
+                    if self.world.size > 1 else ""))
+        if not self.world.main:
+            return
         if self.overwrite:                    # the data is good: only now does the old run move
             move_old_run_aside(self.save_root, self.log)
         self.save_root.mkdir(parents=True, exist_ok=True)
@@ -253,12 +287,13 @@ class Run:
 
     # ---- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict:
-        self.load_data()
         try:
+            self.load_data()
             return self.loop()
         finally:
             if self.writer is not None:
                 self.writer.close()
+            distributed.stop()
 
     def loop(self) -> dict:
         with self.interrupted:               # Ctrl-C stops at a step boundary; restored on any exit
@@ -311,7 +346,7 @@ class Run:
         recalibrate_label_batchnorm(self.inference_model, self.batches.labels)   # running stats of these
                                                                    # weights, for validation, checkpoints, lab4-test
         row = self.epoch_row(epoch, beta, tfr, lr)
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch:
+        if self.world.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.num_epoch):
             self.validate_into(row)
         row["time_s"] = time.time() - t0
         return row
@@ -320,26 +355,38 @@ class Run:
         """One optimisation step on the sequences idx; a non-finite loss or gradient stops the run
         before the weights change (the checkpoints on disk stay the last good ones)."""
         cfg, epoch, k = self.cfg, self.epoch, self.batch
-        x, p = self.batches.batch(idx)                                  # (B, T, 3, H, W) each
+        x, p = self.batches.batch(idx[self.world.rows(len(idx))])       # (B, T, 3, H, W) each: this rank's share
         teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
         with self.autocast:
             # (B, T-1, 3, H, W), 2 x (B*(T-1), N, H, W) posterior [, 2 x (B*(T-1), N, H, W) learned prior]
-            x_hat, mu, logvar, *prior = self.model(x, p, teacher_forcing)
+            x_hat, mu, logvar, *prior = self.forward_model(x, p, teacher_forcing)
         loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction, *prior)
-        loss_value = loss.item()
+        if self.world.size > 1:                      # the whole batch's loss, MSE and KL: the mean over the ranks
+            loss_value, mse_value, kl_value = distributed.mean_over_ranks(
+                torch.stack([loss.detach(), mse.detach(), kl.detach()]), self.world).tolist()
+        else:
+            loss_value, mse_value, kl_value = loss.item(), mse.item(), kl.item()
         where = f"at epoch {epoch + 1} step {k + 1}; checkpoints on disk are the last good ones (try a lower --lr)"
         if not math.isfinite(loss_value):
             raise Lab4Error(f"training diverged: loss is {loss_value} {where}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is not None:                  # fp16: the loss scaled up, the gradients back down
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
-        if not math.isfinite(grad_norm):
+        if not math.isfinite(grad_norm) and self.scaler is None:   # fp16: the scaler skips the step
             raise Lab4Error(f"training diverged: gradient norm is {grad_norm} (loss {loss_value:.4g}) {where}")
         with self.interrupted.shielded():            # the step and its bookkeeping happen together
-            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)     # skipped when the scaled gradients overflowed
+                self.scaler.update()
+            else:
+                self.optimizer.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
-            for key, value in (("loss", loss_value), ("mse", mse.item()), ("kl", kl.item()),
+            for key, value in (("loss", loss_value), ("mse", mse_value), ("kl", kl_value),
                                ("tf_steps", float(teacher_forcing)), ("steps", 1.0)):
                 self.sums[key] += value
             self.batch, self.resume_rng = k + 1, None                   # step k is fully applied
@@ -355,7 +402,7 @@ class Run:
     def validate_into(self, row: dict) -> None:
         cfg = self.cfg
         pred, psnr = validate(self.inference_model, self.val_split, cfg.val_vi_len, seed=cfg.seed, progress=self.progress,
-                              cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
+                              cpu_amp=self.precision == "bf16", z_mode=cfg.z)   # the CPU's rollouts in bf16 too
         row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
         written = (write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val", cfg.z)
                    if cfg.store_visualization else None)
@@ -374,11 +421,15 @@ class Run:
                 "epoch": self.epoch, "batch_in_epoch": self.batch, "epoch_sums": dict(self.sums),
                 "best_val_psnr": self.best, "rng": rng if rng is not None else _rng_state(self.device),
                 "lr": learning_rate(cfg, min(self.epoch, cfg.num_epoch - 1)),
-                "tfr": teacher_forcing_ratio(cfg, self.epoch), "last_epoch": self.epoch}
+                "tfr": teacher_forcing_ratio(cfg, self.epoch), "last_epoch": self.epoch,
+                **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
 
     def record_epoch(self, row: dict) -> None:
         """The finished epoch: its metrics row, then last.ckpt, best.ckpt, epoch=<N>.ckpt, the log line."""
         cfg = self.cfg
+        if not self.world.main:                      # the other ranks only move on
+            self.epoch, self.batch, self.sums = self.epoch + 1, 0, dict.fromkeys(SUM_KEYS, 0.0)
+            return
         for model in {id(m): m for m in (self.model, self.inference_model)}.values():
             refuse_non_finite_weights(model, f"after epoch {row['epoch']}")
         self.metrics = pd.concat([self.metrics, pd.DataFrame([row])], ignore_index=True)
@@ -403,6 +454,9 @@ class Run:
         """Ctrl-C inside an epoch: last.ckpt at the step reached (whole steps only), shielded
         from a further Ctrl-C; resuming it continues exactly there."""
         with self.interrupted.shielded():
+            if not self.world.main:
+                self.interrupted.ignore_more()
+                return self.save_root / "last.ckpt"
             recalibrate_label_batchnorm(self.inference_model, self.batches.labels)   # a checkpoint lab4-test can use
             path = save_checkpoint(self.checkpoint(self.resume_rng), self.save_root / "last.ckpt")
             self.interrupted.ignore_more()
@@ -411,6 +465,8 @@ class Run:
     def summary(self) -> dict:
         out = {"save_root": str(self.save_root), "metrics": self.metrics, "best_val_psnr": self.best,
                "last_ckpt": str(self.save_root / "last.ckpt"), "best_ckpt": str(self.save_root / "best.ckpt")}
+        if not self.world.main:
+            return out
         if len(self.metrics):
             _save_loss_curves(self.metrics, self.save_root / "loss_curves.png")
         if self.last_val is not None:
@@ -455,7 +511,9 @@ def train_or_load(cfg: TrainConfig, reuse: bool = True, progress: bool = True) -
     if reuse and (run / "config.json").is_file() and (run / "metrics.csv").is_file():
         done = pd.read_csv(run / "metrics.csv")
         saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))  # newer fields: defaults
-        if saved.to_dict() == cfg.to_dict() and len(done) == cfg.num_epoch:
+        wanted = dataclasses.replace(cfg, precision=choose_precision(cfg.precision, select_device(cfg.device),
+                                                                     cfg.amp, cfg.cpu_amp))   # as config.json has it
+        if saved.to_dict() == wanted.to_dict() and len(done) == cfg.num_epoch:
             print(f"{run}: finished run found, reusing it (reuse=False trains again)")
             return done
     return train(cfg, progress=progress)["metrics"]

@@ -4,6 +4,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config import PRESETS, smoke_mode
+
+# What the test switch (LAB4_SMOKE=1, as `make test` sets it) changes in each notebook's parameter
+# cell: the smoke preset on the mini synthetic data, runs under runs/smoke/ (never the user's runs),
+# figures saved to runs/smoke/figures (the saving is exercised, the README's figures stay untouched).
+_SMOKE = PRESETS["smoke"]
+_ON_MINI = dict(PRESET="smoke", DR="../data/synth-mini", SYNTH="mini")
+_SHORT_RUNS = dict(NUM_EPOCH=_SMOKE["num_epoch"], STEPS_PER_EPOCH=_SMOKE["steps_per_epoch"], REUSE=False,
+                   FIGURES_DIR="../runs/smoke/figures")
+SMOKE_PARAMS: dict[str, dict] = {
+    "00_cvae_derivation": dict(N_DIM=_SMOKE["N_dim"], H=16, W=32, MC_SAMPLES=256),
+    "01_data": _ON_MINI,
+    # 3 epochs: Cyclical beta 0, 1, 0; Monotonic 0, 0.5, 1
+    "02_kl_annealing": dict(_ON_MINI, **_SHORT_RUNS, SAVE_ROOT="../runs/smoke/kl_annealing", KL_CYCLES=2, KL_RATIO=1.0),
+    # 3 epochs: tfr 1.0, 0.5, 0.0
+    "03_teacher_forcing": dict(_ON_MINI, **_SHORT_RUNS, SAVE_ROOT="../runs/smoke/teacher_forcing", TFR=1.0, TFR_SDE=1,
+                               TFR_D_STEP=0.5),
+    # trains the smoke checkpoint that 05 then submits
+    "04_psnr_per_frame": dict(_ON_MINI, CKPT="../runs/smoke/model/last.ckpt", SAVE_ROOT="../runs/smoke/psnr_per_frame",
+                              RETRAIN=True, VAL_LEN=_SMOKE["val_vi_len"], FIGURES_DIR="../runs/smoke/figures"),
+    "05_kaggle_submission": dict(_ON_MINI, CKPT="../runs/smoke/model/last.ckpt", SAVE_ROOT="../runs/smoke/submission"),
+    "06_training_strategies": dict(_ON_MINI, **_SHORT_RUNS, SAVE_ROOT="../runs/smoke/strategies", SAMPLES=2,
+                                   VAL_LEN=40),
+}
+
+
+def smoke_setup(params: dict, notebook: str) -> bool:
+    """The set-up cell of every notebook, right after its parameter cell: reads the one test switch
+    (`lab4.smoke_mode()`, LAB4_SMOKE=1) and, when it is on, sets the notebook's parameters in
+    `params` (the notebook's `globals()`) to SMOKE_PARAMS[notebook]; then, where the notebook has a
+    dataset root DR, makes sure the dataset exists (ensure_dataset(DR, SYNTH)). Returns whether
+    smoke mode is on. A smoke value for a name the parameter cell does not define is an error."""
+    if notebook not in SMOKE_PARAMS:
+        raise ValueError(f"smoke_setup: unknown notebook {notebook!r}; expected one of {', '.join(SMOKE_PARAMS)}")
+    smoke = smoke_mode()
+    if smoke:
+        missing = sorted(set(SMOKE_PARAMS[notebook]) - set(params))
+        if missing:
+            raise ValueError(f"smoke_setup({notebook!r}): the parameter cell defines no {', '.join(missing)}")
+        params.update(SMOKE_PARAMS[notebook])
+    if "DR" in params:
+        ensure_dataset(params["DR"], params.get("SYNTH"))
+    return smoke
+
 
 def ensure_dataset(dr, synth: str | None) -> Path:
     """Make sure the dataset root `dr` holds a dataset; return it as a Path.

@@ -3,6 +3,7 @@ honours the LAB4_SMOKE switch right after its parameter cell. Running them is nb
 (`make test` runs `pytest --nbval-lax notebooks/` with LAB4_SMOKE=1)."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def test_committed_without_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_title_parameters_then_smoke_switch(path):
     """Cell 1 is a markdown title; a `parameters`-tagged code cell follows; the very next code
-    cell reads the test switch (lab4.smoke_mode()) and, if on, selects the smoke preset."""
+    cell reads the test switch through the one package helper (lab4.workbook.smoke_setup), whose
+    smoke values for this notebook select the smoke preset and only set names the parameter cell
+    defines."""
     cells = _read(path).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("# "), \
         f"{path.name}: the first cell must be a markdown title"
@@ -61,10 +64,18 @@ def test_title_parameters_then_smoke_switch(path):
     assert i + 1 < len(cells) and cells[i + 1].cell_type == "code", \
         f"{path.name}: the cell right after the parameters must be the code cell reading the smoke switch"
     src = cells[i + 1].source
-    assert re.search(r"^SMOKE\s*=\s*lab4\.smoke_mode\(\)", src, re.M), f"{path.name}: no `SMOKE = lab4.smoke_mode()`"
-    assert re.search(r"^if SMOKE:", src, re.M), f"{path.name}: the smoke switch is read but not acted upon"
-    assert "smoke" in src.split("if SMOKE:", 1)[1], f"{path.name}: smoke mode does not select the smoke preset"
+    assert re.search(rf'^SMOKE = smoke_setup\(globals\(\), "{path.stem}"\)', src, re.M), \
+        f"{path.name}: no `SMOKE = smoke_setup(globals(), \"{path.stem}\")`"
     assert "print(" in src, f"{path.name}: the smoke cell must print what was chosen"
+    from lab4.workbook import SMOKE_PARAMS
+    params = {t.id for node in ast.walk(ast.parse(cells[i].source)) if isinstance(node, ast.Assign)
+              for tgt in node.targets for t in (tgt.elts if isinstance(tgt, ast.Tuple) else [tgt])}
+    smoke = SMOKE_PARAMS[path.stem]
+    assert set(smoke) <= params, f"{path.name}: smoke values for names not in the parameter cell: {set(smoke) - params}"
+    assert smoke.get("PRESET", "smoke") == "smoke", f"{path.name}: smoke mode does not select the smoke preset"
+    for name in ("SAVE_ROOT", "CKPT", "FIGURES_DIR"):   # smoke runs never write over the user's runs or figures
+        if name in params:
+            assert name in smoke and smoke[name].startswith("../runs/smoke/"), f"{path.name}: {name} in smoke mode"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -133,10 +144,10 @@ def test_make_lab_serves_the_widget_extension(tmp_path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_the_set_up_cell_calls_the_package_helper_for_the_dataset(path):
-    """One helper (lab4.workbook.ensure_dataset) instead of a generate-if-missing block per notebook."""
+def test_the_set_up_cell_leaves_the_plumbing_to_the_package(path):
+    """One helper (lab4.workbook.smoke_setup, which calls ensure_dataset) instead of a smoke block
+    and a generate-if-missing block per notebook."""
     cells = [c for c in _read(path).cells if c.cell_type == "code"]
-    if "SYNTH" not in cells[0].source:
-        return                                   # a notebook without a dataset parameter
     setup = cells[1].source
-    assert "ensure_dataset(DR, SYNTH)" in setup and "generate_dataset(" not in setup, setup
+    for plumbing in ("if SMOKE:", "generate_dataset(", "ensure_dataset(", "smoke_mode("):
+        assert plumbing not in setup, f"{path.name}: {plumbing!r} in the set-up cell: smoke_setup does it"

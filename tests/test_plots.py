@@ -99,7 +99,7 @@ def test_kl_check_plot():
 def test_frame_strips_and_grids():
     video = torch.rand(12, 3, 32, 64)
     fig = plots.frame_strip(video, n=4)
-    assert fig.axes[0].get_images()[0].get_array().shape == (32, 4 * 66, 3)
+    assert fig.axes[0].get_images()[0].get_array().shape == (32 + 4, 4 * 66 + 2, 3)   # make_grid: 2-px gaps around
     fig = plots.plot_frames_and_poses(video, (video * 255).to(torch.uint8), n=4)
     assert len(fig.axes) == 2
     fig = plots.plot_video_grid({"a": video, "b": video.numpy()}, n=3, title="t")
@@ -112,7 +112,8 @@ def test_gif_helpers(tmp_path):
     u = plots.frames_to_uint8(a)
     assert u.shape == (5, 32, 64, 3) and u.dtype == np.uint8
     sbs = plots.side_by_side(a, b, scale=2)
-    assert sbs.shape == (5, 64, 2 * (2 * 64 + 2), 3)
+    assert sbs.shape == (5, 2 * (32 + 4), 2 * (2 * 66 + 2), 3)
+    assert (sbs[:, :4] == 255).all() and (sbs[:, 4:68, 4:132] == 0).all() and (sbs[:, 4:68, 136:264] == 255).all()
     path = plots.save_gif(sbs, tmp_path / "x" / "v.gif")
     assert path.is_file() and path.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
     assert not list(path.parent.glob("*.tmp*"))
