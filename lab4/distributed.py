@@ -12,6 +12,7 @@ with any number of processes. gloo on the CPU, NCCL on GPUs (rank r uses cuda:<l
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -48,8 +49,8 @@ def world_from_env() -> World:
 
 def start(world: World, device: torch.device) -> None:
     """Join the run's process group (NCCL on CUDA, gloo on the CPU) once per process."""
-    if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world.size > 1 and not dist.is_initialized():   # rank 0 validates alone: a long timeout
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
 
 
 def stop() -> None:
@@ -76,11 +77,22 @@ def global_noise(like: torch.Tensor, world: World) -> torch.Tensor:
     """N(0, 1) noise for this rank's rows of a global batch: every rank draws the whole batch's noise
     (so the generators stay in step) exactly as torch.randn_like would on the global tensor (same
     shape, dtype and memory format), and keeps its rows."""
-    fmt = torch.channels_last if (like.dim() == 4 and not like.is_contiguous()
-                                  and like.is_contiguous(memory_format=torch.channels_last)) else torch.contiguous_format
+    chosen = torch.empty_like(like)                # the layout randn_like(like) draws in (channels_last for a
+                                                   # channel slice of a channels_last activation)
+    fmt = torch.channels_last if (chosen.dim() == 4 and not chosen.is_contiguous()
+                                  and chosen.is_contiguous(memory_format=torch.channels_last)) else torch.contiguous_format
     whole = torch.empty((world.size * like.shape[0], *like.shape[1:]), dtype=like.dtype, device=like.device,
                         memory_format=fmt).normal_()
     return whole[world.rows(len(whole))]
+
+
+def any_over_ranks(flag: bool, world: World) -> bool:
+    """True on every rank when it is True on any (Ctrl-C: all ranks stop at the same step)."""
+    if world.size == 1:
+        return flag
+    t = torch.tensor([float(flag)])
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
 
 
 def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:

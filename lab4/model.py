@@ -73,7 +73,7 @@ class VideoCVAE(nn.Module):
         B, T = p.shape[:2]
         flat = p.reshape(B * T, *p.shape[2:])
         pad, conv, bn, act, res = self.label_transformation
-        if not (self.training and isinstance(bn, nn.BatchNorm2d)) or T == 1:
+        if not (self.training and isinstance(bn, nn.BatchNorm2d)) or (T == 1 and self.world is None):
             out = self.label_transformation(flat)
             return out.reshape(B, T, *out.shape[1:])
         h = conv(pad(flat)).contiguous()                                   # (B*T, C, H, W)
@@ -280,17 +280,18 @@ def _batch_norm_over_ranks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     rows (a differentiable all-reduce of the sums): the normalisation one process would apply to the
     whole batch. Returns (normed, (mean, unbiased var) of the K channels, detached)."""
     from .distributed import sum_over_ranks
-    xf = x.float()
-    K = xf.shape[1]
-    local = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)),
-                       xf.new_full((1,), xf.shape[0] * xf.shape[2] * xf.shape[3])])
+    xd = x.double()                                           # E[x^2] - E[x]^2 cancels badly in fp32
+    K = xd.shape[1]
+    local = torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)),
+                       xd.new_full((1,), xd.shape[0] * xd.shape[2] * xd.shape[3])])
     total = sum_over_ranks(local)
     n = total[-1]
     mean = total[:K] / n
     var = (total[K:2 * K] / n - mean * mean).clamp_min(0)     # biased, as batch norm normalises
-    scale = torch.rsqrt(var + eps) * weight.float()
-    normed = (xf - mean[None, :, None, None]) * scale[None, :, None, None] + bias.float()[None, :, None, None]
-    return normed.to(x.dtype), (mean.detach(), (var * n / (n - 1).clamp_min(1)).detach())
+    scale = (torch.rsqrt(var + eps) * weight.double()).float()
+    shift = (bias.double() - mean * torch.rsqrt(var + eps) * weight.double()).float()
+    normed = x.float() * scale[None, :, None, None] + shift[None, :, None, None]
+    return normed.to(x.dtype), (mean.float().detach(), (var * n / (n - 1).clamp_min(1)).float().detach())
 
 
 def autocast_for(device: torch.device, *, cuda_amp: bool = False, cpu_amp: bool = False,

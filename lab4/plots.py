@@ -222,7 +222,10 @@ def tile_frames(frames) -> np.ndarray:
     white gaps: torchvision's make_grid."""
     from torchvision.utils import make_grid
     import torch
-    row = make_grid(torch.from_numpy(to_uint8(frames)), nrow=len(frames), padding=GAP, pad_value=255)   # (3, H', W')
+    frames = torch.from_numpy(to_uint8(frames))
+    if len(frames) == 1:                       # make_grid returns a single frame as it is, without the gaps
+        return np.pad(frames[0].permute(1, 2, 0).numpy(), ((GAP, GAP), (GAP, GAP), (0, 0)), constant_values=255)
+    row = make_grid(frames, nrow=len(frames), padding=GAP, pad_value=255)   # (3, H', W')
     return row.permute(1, 2, 0).numpy()
 
 

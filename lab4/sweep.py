@@ -31,6 +31,9 @@ from .errors import Lab4Error
 from .files import write_text_atomic
 
 
+PATH_FLAGS = ("--DR", "--save_root", "--ckpt_path", "--cache_dir")   # one value each: a comma is part of the path
+
+
 def split_axes(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """lab4-train arguments -> (the fixed ones, {flag: [values]} of those given comma-separated)."""
     takes_value = {opt: action.nargs != 0 for action in build_parser("lab4-train")._actions
@@ -43,9 +46,7 @@ def split_axes(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
             if i + 1 >= len(argv):
                 raise Lab4Error(f"{flag}: expected a value")
             value, i = argv[i + 1], i + 1
-        if flag.startswith("--") and takes_value.get(flag) and "," in value:
-            if flag in ("--save_root", "--ckpt_path"):
-                raise Lab4Error(f"{flag} {value!r}: one value (a sweep writes its runs under one --save_root)")
+        if flag.startswith("--") and takes_value.get(flag) and "," in value and flag not in PATH_FLAGS:
             axes[flag[2:]] = [v.strip() for v in value.split(",")]
         elif flag.startswith("--") and takes_value.get(flag):
             fixed += [flag, value]
@@ -95,9 +96,10 @@ def device_slots(device: str, runs_per_gpu: int) -> list[str | None]:
         return [None]
     import torch
     n = torch.cuda.device_count()
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()] or [str(g) for g in range(n)]
     if device.startswith("cuda:"):
-        return [device.split(":", 1)[1]] * runs_per_gpu
-    return [str(g) for g in range(n) for _ in range(runs_per_gpu)] or [None]
+        return [visible[int(device.split(":", 1)[1])]] * runs_per_gpu
+    return [g for g in visible[:n] for _ in range(runs_per_gpu)] or [None]
 
 
 def run_one(run: dict, slot: str | None) -> int:
@@ -150,8 +152,11 @@ def sweep(argv: list[str], runs_per_gpu: int = 3, log=print) -> pd.DataFrame:
         finally:
             free.put(slot)
 
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(slots))
+    try:
         list(pool.map(work, todo))
+    finally:                                      # Ctrl-C: the runs not started yet are not started
+        pool.shutdown(wait=True, cancel_futures=True)
     table = pd.DataFrame([outcome(r) for r in runs])
     save_root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(save_root / "sweep.csv", table.to_csv(index=False))

@@ -110,8 +110,8 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
     if device.type == "cuda" and cuda is not None:
-        if isinstance(cuda, (list, tuple)):          # checkpoint version <= 3: every GPU's state
-            cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda else None
+        if isinstance(cuda, (list, tuple)):          # checkpoint version <= 3: every GPU's state; the
+            cuda = cuda[0] if cuda else None         # run used the first (--device cuda), as every rank now
         if cuda is not None:
             torch.cuda.set_rng_state(cuda, device)
 
@@ -304,10 +304,14 @@ class Run:
                     raise TrainingInterrupted(self.save_interrupted()) from None
                 with self.interrupted.shielded():                  # metrics and checkpoints: all or none
                     self.record_epoch(row)
-                if self.interrupted.is_set():                      # Ctrl-C during validation or saving
+                if self.stop_requested():                          # Ctrl-C during validation or saving
                     self.interrupted.ignore_more()
                     raise TrainingInterrupted(self.save_root / "last.ckpt")
         return self.summary()
+
+    def stop_requested(self) -> bool:
+        """Ctrl-C seen (by any rank under torchrun: they all stop at the same step)."""
+        return distributed.any_over_ranks(self.interrupted.is_set(), self.world)
 
     def epoch_plan(self, epoch: int) -> tuple[np.ndarray, int]:
         """This epoch's sequence order and number of steps."""
@@ -337,7 +341,7 @@ class Run:
             for k in bar:
                 self.resume_rng = _rng_state(self.device)
                 loss_value = self.train_step(order[k * cfg.batch_size:(k + 1) * cfg.batch_size], beta)
-                if self.interrupted.is_set():                      # Ctrl-C: stop at this step boundary
+                if self.stop_requested():                          # Ctrl-C: stop at this step boundary
                     raise KeyboardInterrupt
                 if k % 10 == 0:
                     bar.set_postfix(loss=f"{loss_value:.4g}", beta=f"{beta:.3g}", tfr=f"{tfr:.2g}")
@@ -535,6 +539,7 @@ def resolve_resume_config(cfg: TrainConfig, explicit: dict) -> TrainConfig:
         return cfg
     base = config_of(ckpt)
     refuse_other_size(base, explicit, cfg.ckpt_path)
+    base.precision = "auto"                          # chosen again for the device it resumes on (or --precision)
     for k, v in explicit.items():
         setattr(base, k, v)
     base.ckpt_path = cfg.ckpt_path
@@ -601,7 +606,8 @@ def main(argv=None, process_exits_after: bool = False) -> int:
     except KeyboardInterrupt:
         print("\nlab4-train: interrupted before training started; nothing saved", file=sys.stderr)
         return 130
-    print(f"done: best val PSNR {res['best_val_psnr']:.3f} dB; checkpoints in {res['save_root']}")
+    if run.world.main:
+        print(f"done: best val PSNR {res['best_val_psnr']:.3f} dB; checkpoints in {res['save_root']}")
     return 0
 
 

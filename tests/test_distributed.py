@@ -12,7 +12,7 @@ import pytest
 import torch
 
 FLAGS = ["--preset", "smoke", "--device", "cpu", "--batch_size", "2", "--steps_per_epoch", "3",
-         "--train_vi_len", "8", "--val_vi_len", "8", "--num_workers", "1", "--tfr", "0.5"]
+         "--train_vi_len", "8", "--val_vi_len", "8", "--num_workers", "1", "--channels_last", "--tfr", "0.5"]   # channels_last: the default's noise layout
 
 
 def lab4_train(args, nproc: int = 1, env_extra=None):

@@ -86,3 +86,22 @@ def test_rng_state_is_the_device_in_uses_only(monkeypatch):
     old = {"torch": torch.get_rng_state(), "cuda": [torch.full((4,), k, dtype=torch.uint8) for k in range(2)]}
     _set_rng_state(old, torch.device("cuda:3"))                # version <= 3: a list, one per GPU of that machine
     assert int(seen["set"][0][0]) == 1                         # the last one there is, not an invalid ordinal
+
+
+def test_a_resumed_run_chooses_its_precision_again(mini_data, tmp_path, smoke_config, monkeypatch):
+    """A run saved in fp16 on a T4 resumes on the CPU (fp32 there), unless --precision is given now."""
+    import lab4.train as train_module
+    from lab4.train import resolve_resume_config
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "choose_precision", lambda *a, **k: "fp16")
+        train(smoke_config(mini_data, tmp_path / "run", num_epoch=1, steps_per_epoch=1), progress=False,
+              log=lambda s: None)
+    ckpt_path = str(tmp_path / "run" / "last.ckpt")
+    assert torch.load(ckpt_path, weights_only=True)["config"]["precision"] == "fp16"
+    again = smoke_config(mini_data, tmp_path / "run", num_epoch=2, steps_per_epoch=1, ckpt_path=ckpt_path)
+    resumed = resolve_resume_config(again, {"num_epoch": 2})
+    assert resumed.precision == "auto"
+    lines = []
+    Run(resumed, progress=False, log=lines.append).fit()
+    assert lines[0].startswith("lab4-train: cpu, precision fp32 (auto)")
+    assert resolve_resume_config(again, {"precision": "bf16"}).precision == "bf16"
