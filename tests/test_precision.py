@@ -85,7 +85,8 @@ def test_rng_state_is_the_device_in_uses_only(monkeypatch):
     seen.clear()
     old = {"torch": torch.get_rng_state(), "cuda": [torch.full((4,), k, dtype=torch.uint8) for k in range(2)]}
     _set_rng_state(old, torch.device("cuda:3"))                # version <= 3: a list, one per GPU of that machine
-    assert int(seen["set"][0][0]) == 1                         # the last one there is, not an invalid ordinal
+    assert int(seen["set"][0][0]) == 0                         # the first (the one --device cuda used), not an
+    assert seen["set"][1] == torch.device("cuda:3")            # invalid ordinal; set on the device in use
 
 
 def test_a_resumed_run_chooses_its_precision_again(mini_data, tmp_path, smoke_config, monkeypatch):

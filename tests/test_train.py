@@ -44,7 +44,7 @@ def test_outputs_of_a_run(smoke_run):
 def test_checkpoints_load_with_weights_only(smoke_run, name):
     ckpt = torch.load(smoke_run / name, weights_only=True)
     assert {"version", "config", "state_dict", "optimizer", "rng", "epoch", "lr", "tfr", "last_epoch"} <= set(ckpt)
-    assert ckpt["version"] == CHECKPOINT_VERSION == 3
+    assert ckpt["version"] == CHECKPOINT_VERSION == 4
     assert ckpt["config"]["F_dim"] == 16 and ckpt["config"]["preset"] == "smoke"
     assert ckpt["optimizer"]["state"]                   # Adam moments are saved
     if name.startswith("epoch="):
