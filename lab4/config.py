@@ -73,6 +73,8 @@ class TrainConfig:
     precision: str = "auto"         # training: auto = bf16 autocast on CUDA compute capability >= 8.0, fp16
                                     # autocast + GradScaler on 7.x, fp32 below and on the CPU (bf16 there
                                     # with cpu_amp); or fp32, bf16, fp16. config.json records the choice
+    compile: bool = False           # torch.compile the training forward (inductor): off, as no measurement here
+                                    # says it wins (CPU: minutes of compiling; GPU: not measured)
     deterministic: bool = False     # CUDA: cuDNN deterministic algorithms, no benchmark (exact resume)
     amp: bool = True                # with precision auto: mixed precision on CUDA (False: fp32)
     cpu_amp: bool = False           # bfloat16 autocast on CPU, training and rollouts: ~1.9x on CPUs with

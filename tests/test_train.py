@@ -271,3 +271,22 @@ def test_smoke_mode_follows_the_environment(monkeypatch, value, expected):
 def test_smoke_mode_is_off_when_unset(monkeypatch):
     monkeypatch.delenv("LAB4_SMOKE", raising=False)
     assert smoke_mode() is False
+
+
+def test_compile_wraps_the_forward_and_keeps_the_checkpoint_keys(mini_data, tmp_path, smoke_config, monkeypatch):
+    """--compile hands the training forward to torch.compile (faked here: compiling takes minutes on a
+    CPU); the checkpoints keep the plain module's keys, so lab4-test and resume need no flag."""
+    compiled = []
+
+    def fake_compile(module, **kw):
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    run = train_mod.Run(smoke_config(mini_data, tmp_path, compile=True, num_epoch=1, steps_per_epoch=1), **QUIET)
+    run.fit()
+    assert compiled == [run.model]
+    keys = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"].keys()
+    assert not [k for k in keys if "_orig_mod" in k] and set(keys) == set(run.model.state_dict())
+    plain = train_mod.Run(smoke_config(mini_data, tmp_path / "plain", num_epoch=1, steps_per_epoch=1), **QUIET)
+    assert plain.forward_model is plain.model and len(compiled) == 1
