@@ -68,6 +68,16 @@ def ensure_data(quick: bool, log=print):
     return path
 
 
+def colour_bias(pred, val, length: int) -> list[float]:
+    """Mean prediction - truth per channel over the scored frames 1..600 (Kaggle's): how far the
+    rollout's colours sit from the video's, the error a studio-colour mistake makes (RESULTS 6f)."""
+    import numpy as np
+    n = min(length, 601)
+    truth = val.images[1:n].astype(np.float32) / 255                      # (n-1, 3, H, W)
+    guess = pred[1:n].float().cpu().numpy()
+    return [round(float(v), 4) for v in (guess - truth).mean(axis=(0, 2, 3))]
+
+
 class Curve:
     """Evaluates a model at the steps of EVAL_AT (and at the end) and keeps the training clock:
     wall time since start minus the time spent evaluating."""
@@ -89,11 +99,14 @@ class Curve:
         t = time.perf_counter()
         state = {k: v.clone() for k, v in model.label_transformation.state_dict().items()}
         recalibrate_label_batchnorm(model, self.train_labels)
-        _, psnr = validate(model, self.val, self.val_len, seed=self.seed)
+        pred, psnr = validate(model, self.val, self.val_len, seed=self.seed)
+        bias = colour_bias(pred, self.val, self.val_len)
         model.label_transformation.load_state_dict(state)   # the run goes on exactly as without evaluation
         self.eval_s += time.perf_counter() - t
-        self.points.append({"step": step, "minutes": minutes, "val_psnr": kaggle_mean(psnr), "epoch_end": epoch_end})
-        self.log(f"  {name}: step {step:>4}  {minutes:5.2f} min  val PSNR {self.points[-1]['val_psnr']:.2f} dB")
+        self.points.append({"step": step, "minutes": minutes, "val_psnr": kaggle_mean(psnr), "epoch_end": epoch_end,
+                            "colour_bias": bias})
+        self.log(f"  {name}: step {step:>4}  {minutes:5.2f} min  val PSNR {self.points[-1]['val_psnr']:.2f} dB"
+                 f"  mean pred-truth RGB {' '.join(f'{b:+.3f}' for b in bias)}")
 
 
 def run_reference(data, seed: int, budget_min: float, max_steps: int, curve: Curve, name: str) -> dict:

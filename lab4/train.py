@@ -266,6 +266,8 @@ class Run:
             self.forward_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False)                          # BatchNorm statistics are over all ranks already
+        if cfg.compile:                                          # the same module underneath: state_dict keys,
+            self.forward_model = torch.compile(self.forward_model)   # checkpoints and EMA unchanged
         self.log(f"lab4-train: {self.device}{device_words(self.device)}, precision {self.precision}"
                  f"{' (auto)' if self.precision_asked == 'auto' else ''}; "
                  f"{len(self.train_split.images)} train frames, val video of {len(self.val_split.images)}"

@@ -35,7 +35,7 @@ def test_output_head_starts_at_the_data_colour(sigmoid):
     mean = torch.tensor([0.9, 0.85, 0.8])
     init_output_head(model, mean)
     after = model(x, p, teacher_forcing=True)[0].mean(dim=(0, 1, 3, 4))
-    assert (after - mean).abs().max() < 0.05                                   # small dims: within 0.05
+    assert (after - mean).abs().max() < 0.08                                   # weights at PyTorch init: within 0.08
     assert (before - mean).abs().max() > 0.2                                    # PyTorch's start is far off
 
 
