@@ -55,6 +55,8 @@ class TrainConfig:
     preset: str = "default"         # the preset these values started from (recorded only)
     seed: int = 1                   # seeds data order, teacher-forcing coins, noise, init
     sigmoid_output: bool = True     # bound the generator output to [0, 1] (template: unbounded)
+    colour_anchor: bool = False     # add the sequence's first-frame mean colour to the output (logit for the
+                                    # sigmoid head): the studio colour carried by construction (RESULTS 6g)
     init_output: str = "data"       # data: the Generator starts at the train frames' mean colour;
                                     # default: PyTorch's init (template)
     init_posterior: str = "prior"   # prior: q(z|x,p) starts at N(0, I), KL ~0 at step 1;

@@ -34,7 +34,7 @@ Z_MODES = ("sample", "mean")       # how a rollout takes z from the prior
 
 class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
-                 sigmoid_output: bool = True, prior: str = "fixed"):
+                 sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False):
         super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"--prior {prior!r}: expected one of {', '.join(PRIORS)}")
@@ -47,6 +47,7 @@ class VideoCVAE(nn.Module):
         self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
+        self.colour_anchor = colour_anchor    # the output adds the first frame's mean colour (`anchor_of`)
         self.time_chunk = 8                   # time steps per batched call in `forward` (0: all)
         self.world = None                     # data-parallel training (lab4.distributed.World): this rank's
                                               # rows of the global batch's noise and BatchNorm statistics
@@ -54,7 +55,7 @@ class VideoCVAE(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> "VideoCVAE":
         return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output,
-                   prior=cfg.prior)
+                   prior=cfg.prior, colour_anchor=cfg.colour_anchor)
 
     @property
     def prior(self) -> str:
@@ -90,9 +91,22 @@ class VideoCVAE(nn.Module):
         out = res(act(normed.view(B * T, C, H, W)))
         return out.reshape(B, T, *out.shape[1:])
 
-    def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """(B, F, H, W), (B, L, H, W), (B, N, H, W) -> frame (B, 3, H, W)."""
+    def anchor_of(self, first_frame: torch.Tensor) -> torch.Tensor | None:
+        """With colour_anchor: the sequence's first frame's mean colour, (B, 3, H, W) -> (B, 3, 1, 1),
+        through the output bound's inverse (logit for the sigmoid head). `generate` adds it to the
+        Generator's output, so the studio's colour is carried from frame 0 by construction and the
+        network learns only the departure from it (RESULTS 6g). None without colour_anchor."""
+        if not self.colour_anchor:
+            return None
+        mean = first_frame.float().mean(dim=(2, 3), keepdim=True)          # (B, 3, 1, 1)
+        return torch.logit(mean.clamp(0.02, 0.98)) if self.sigmoid_output else mean
+
+    def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
+                 anchor: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, F, H, W), (B, L, H, W), (B, N, H, W), anchor (B, 3, 1, 1) or None -> frame (B, 3, H, W)."""
         frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
+        if anchor is not None:
+            frame = frame + anchor
         return torch.sigmoid(frame) if self.sigmoid_output else frame
 
     def posterior(self, cur_feat: torch.Tensor, label_feat: torch.Tensor, eps: torch.Tensor | None = None):
@@ -135,6 +149,7 @@ class VideoCVAE(nn.Module):
         flat = lambda t: t.reshape(-1, *t.shape[2:])                # (B, n, ...) -> (B*n, ...)
         unflat = lambda t, n: t.reshape(B, n, *t.shape[1:])         # (B*n, ...) -> (B, n, ...)
         prev_feat = self.frame_transformation(x[:, 0])              # (B, F, H, W)
+        anchor = self.anchor_of(x[:, 0])                            # (B, 3, 1, 1) or None
         outs, mus, logvars, label_feats, zs, priors = [], [], [], [], [], []
         for s in range(1, T, chunk):
             e, n = min(s + chunk, T), min(chunk, T - s)
@@ -144,7 +159,8 @@ class VideoCVAE(nn.Module):
             mus.append(unflat(mu, n)), logvars.append(unflat(logvar, n))
             if teacher_forcing:                                     # previous frame = ground truth: batched
                 prev = torch.cat([prev_feat.unsqueeze(1), cur[:, :-1]], 1)   # (B, n, F, H, W)
-                outs.append(unflat(self.generate(flat(prev), flat(lab), z), n))
+                step_anchor = None if anchor is None else anchor.repeat_interleave(n, 0)   # (B*n, 3, 1, 1)
+                outs.append(unflat(self.generate(flat(prev), flat(lab), z, step_anchor), n))
                 if self.learned_prior is not None:
                     priors.append([unflat(a, n) for a in self.learned_prior.distribution(flat(prev), flat(lab))])
                 prev_feat = cur[:, -1]
@@ -155,7 +171,7 @@ class VideoCVAE(nn.Module):
             for t in range(T - 1):
                 if self.learned_prior is not None:
                     priors.append([a.unsqueeze(1) for a in self.learned_prior.distribution(prev_feat, lab[:, t])])
-                frame = self.generate(prev_feat, lab[:, t], z[:, t])   # (B, 3, H, W)
+                frame = self.generate(prev_feat, lab[:, t], z[:, t], anchor)   # (B, 3, H, W)
                 outs.append(frame.unsqueeze(1))
                 if t < T - 2:
                     prev_feat = self.frame_transformation(frame)
@@ -188,12 +204,13 @@ class VideoCVAE(nn.Module):
         H, W = prev.shape[-2:]
         out = torch.empty(S, T, 3, H, W, device=device)
         out[:, 0] = prev
+        anchor = self.anchor_of(prev)                                    # (S, 3, 1, 1) or None
         for start in range(1, T, label_chunk):
             label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
             for j in range(label_feat.shape[1]):
                 prev_feat = self.frame_transformation(prev)                  # (S, F, H, W)
                 z = self.prior_z(prev_feat, label_feat[:, j], gens, z_mode)  # (S, N, H, W)
-                prev = self.generate(prev_feat, label_feat[:, j], z)
+                prev = self.generate(prev_feat, label_feat[:, j], z, anchor)
                 out[:, start + j] = prev
             if progress is not None:
                 progress.update(label_feat.shape[1])
@@ -229,7 +246,10 @@ def init_output_head(model: VideoCVAE, mean_rgb, weight_scale: float | None = No
         weight_scale = 1.0 if model.sigmoid_output else 0.1
     head = model.Generator[-1]                                          # Conv2d(D/8 -> 3, 1x1)
     mean = torch.as_tensor(mean_rgb, dtype=torch.float32).clamp(0.02, 0.98)   # (3,)
-    head.bias.copy_(torch.logit(mean) if model.sigmoid_output else mean)
+    if model.colour_anchor:                                             # the anchor supplies the colour
+        head.bias.zero_()
+    else:
+        head.bias.copy_(torch.logit(mean) if model.sigmoid_output else mean)
     head.weight.mul_(weight_scale)
 
 

@@ -177,10 +177,11 @@ def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("colour_anchor", [False, True])
 @pytest.mark.parametrize("teacher_forcing", [True, False])
-def test_forward_equals_stepwise_outputs_bn_stats_and_grads(teacher_forcing):
+def test_forward_equals_stepwise_outputs_bn_stats_and_grads(teacher_forcing, colour_anchor):
     torch.manual_seed(0)
-    fast = VideoCVAE(**SMALL).train()
+    fast = VideoCVAE(**SMALL, colour_anchor=colour_anchor).train()
     ref = copy.deepcopy(fast)
     B, T = 2, 5
     x, p = torch.rand(B, T, 3, 32, 64), torch.rand(B, T, 3, 32, 64)

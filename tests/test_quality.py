@@ -39,6 +39,24 @@ def test_output_head_starts_at_the_data_colour(sigmoid):
     assert (before - mean).abs().max() > 0.2                                    # PyTorch's start is far off
 
 
+@pytest.mark.parametrize("sigmoid", [True, False])
+def test_colour_anchor_starts_each_sequence_at_its_own_first_frame_colour(sigmoid):
+    """--colour_anchor: the output adds the first frame's mean colour, so two videos shot in studios of
+    different colours start at their own colour (not the training mean), in training and rollout."""
+    torch.manual_seed(0)
+    model = VideoCVAE(**SMALL, sigmoid_output=sigmoid, colour_anchor=True)
+    init_output_head(model, torch.tensor([0.5, 0.5, 0.5]))
+    x, p = batch()
+    x[0], x[1] = x[0] * 0.1 + 0.85, x[1] * 0.1 + 0.55                          # a bright and a dim studio
+    first_colour = x[:, 0].mean(dim=(2, 3))                                  # (B, 3)
+    trained = model(x, p, teacher_forcing=True)[0].mean(dim=(1, 3, 4))      # (B, 3)
+    rolled = model.rollout(x[:, 0], p).mean(dim=(1, 3, 4))                 # (B, 3), frame 0 included
+    for out in (trained, rolled):                                            # random weights: within 0.12
+        assert (out - first_colour).abs().max() < 0.12 and (out[0] - out[1]).mean() > 0.2
+    plain = VideoCVAE(**SMALL, sigmoid_output=sigmoid)
+    assert plain.anchor_of(x[:, 0]) is None                                  # off by default: as before
+
+
 def test_posterior_starts_at_the_prior():
     torch.manual_seed(0)
     model = VideoCVAE()                                                        # full dims: the summed KL
@@ -209,3 +227,16 @@ def test_checkpoints_hold_the_average_for_inference_and_the_raw_weights_for_resu
 def test_ema_must_be_a_decay():
     with pytest.raises(Lab4Error, match=r"--ema 1.0: expected a decay in \[0, 1\)"):
         check_config(make_config(ema=1.0, save_root="x"))
+
+
+def test_colour_anchor_is_kept_in_the_checkpoint_for_lab4_test(mini_data, tmp_path, smoke_config):
+    """A --colour_anchor run's checkpoint rebuilds the anchored model (lab4-test needs no flag);
+    the anchor holds no weights, so the five modules' keys are the template's."""
+    from lab4.checkpoint import load_model
+    from lab4.train import train
+    train(smoke_config(mini_data, tmp_path, num_epoch=1, steps_per_epoch=1, colour_anchor=True),
+          progress=False, log=lambda *a: None)
+    model, cfg, ck = load_model(tmp_path / "last.ckpt")
+    assert cfg.colour_anchor and model.colour_anchor
+    assert set(ck["state_dict"]) == set(VideoCVAE(**cfg.model_dims()).state_dict())
+    assert float(model.Generator[-1].bias.abs().max()) < 0.05               # started at 0: the anchor has the colour
