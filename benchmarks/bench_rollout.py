@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
             m2 = copy.deepcopy(model)
             if opt_cl:
                 m2 = m2.to(memory_format=torch.channels_last)
-            ctx = autocast_for(torch.device("cpu"), rollout=True, cpu_amp=True) if bf16 else contextlib.nullcontext()
+            ctx = autocast_for(torch.device("cpu"), cpu_amp=True) if bf16 else contextlib.nullcontext()
             try:
                 with ctx:
                     ours_rollout(m2, test, 2)

@@ -404,16 +404,28 @@ def _synth(S) -> str:
 
 def _gpu(gp) -> str:
     if gp.get("skipped", True):
-        return ("## 5. GPU\n\nNot measured: no CUDA device in this session (`bench_gpu.py` printed "
+        return ("## 5. GPU\n\nNot measured: no GPU (no CUDA device in this session: `bench_gpu.py` printed "
                 "\"no CUDA device: skipped\" and exited 0). On a GPU machine run `python benchmarks/bench_gpu.py` "
-                "(or `make bench`), which measures the epoch time on the full synthetic dataset: reference at batch 2, "
-                "ours at batch 2, and ours at batch 32 with bf16 autocast + channels_last (`--compile` adds torch.compile), "
-                "with peak GPU memory.")
+                "(or `make bench`), which measures on the full synthetic dataset: the epoch time of the reference "
+                "at batch 2 and of ours at batch 2 and 32 per precision (fp32, bf16, fp16 with a GradScaler) and "
+                "with torch.compile, with peak GPU memory; the 5-sequence test rollout; and the throughput of 1, 3 "
+                "and 5 concurrent runs on one GPU.")
     rows = [[c["name"], _f(c.get("step_s", float("nan")) * 1e3, "{:.1f}"), _f(c.get("epoch_s"), "{:.1f}")
              + (" (extrap.)" if c.get("epoch_extrapolated") else ""), _f(c.get("peak_gpu_mib"), "{:.0f}"),
              _f(c.get("ratio_vs_reference"), "{:.1f}x"), c.get("error", "")] for c in gp["configs"]]
-    return "\n".join(["## 5. GPU", "", f"{_when(gp)} on {gp['device_name']}.", "",
-                      _table(["configuration", "ms/step", "epoch s", "peak GPU MiB", "vs reference", "error"], rows)])
+    out = ["## 5. GPU", "", f"{_when(gp)} on {gp['device_name']}.", "",
+           _table(["configuration", "ms/step", "epoch s", "peak GPU MiB", "vs reference", "error"], rows)]
+    ro = gp.get("rollout")
+    if ro:
+        out += ["", f"Test rollout (lab4-test's predict_test, fp32): {ro['sequences']} sequences x {ro['frames']} "
+                    f"frames in **{ro['rollout_s']:.2f} s** (median of {ro['repeats']})."]
+    conc = gp.get("concurrent")
+    if conc:
+        crow = [[c["runs"], _f(c.get("steps_per_s"), "{:.1f}"), _f(c.get("vs_one"), "{:.2f}x"), c.get("error", "")]
+                for c in conc]
+        out += ["", "Concurrent runs on one GPU (batch 2, package defaults; all steps / wall time):", "",
+                _table(["runs", "steps/s together", "vs one run", "error"], crow)]
+    return "\n".join(out)
 
 
 def _quality_tables(qu) -> list[str]:

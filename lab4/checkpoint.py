@@ -90,7 +90,7 @@ def config_of(ckpt: dict) -> TrainConfig:
     dims of its weights (unbounded output: the template had no sigmoid)."""
     if not is_template_checkpoint(ckpt):
         return TrainConfig.from_dict(ckpt["config"])
-    return TrainConfig(preset="template", sigmoid_output=False, kl_reach_stop=False,
+    return TrainConfig(preset="template", sigmoid_output=False, colour_anchor=False, kl_reach_stop=False,
                        **dims_from_state_dict(ckpt["state_dict"]))
 
 

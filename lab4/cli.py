@@ -66,7 +66,7 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "seed", int, "random seed")
     _flag(o, "sigmoid_output", None, "bound the generated frame to [0, 1] with a sigmoid", action=argparse.BooleanOptionalAction)
     _flag(o, "colour_anchor", None, "add the first frame's mean colour to every generated frame (the studio "
-          "colour carried from frame 0)", action=argparse.BooleanOptionalAction)
+          "colour carried from frame 0; default on, --no-colour_anchor: the template's output)", action=argparse.BooleanOptionalAction)
     _flag(o, "init_output", str, "Generator output starts at the train frames' mean colour (data) or PyTorch's init",
           choices=["data", "default"])
     _flag(o, "init_posterior", str, "q(z|x,p) starts at N(0, I), KL ~0 (prior) or at PyTorch's init",

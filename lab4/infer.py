@@ -26,7 +26,7 @@ from .score import LAST_SCORED, psnr_per_frame, ssim_per_frame, write_submission
 
 
 def _rollout_autocast(model: VideoCVAE, cpu_amp: bool):
-    return autocast_for(next(model.parameters()).device, rollout=True, cpu_amp=cpu_amp)
+    return autocast_for(next(model.parameters()).device, cpu_amp=cpu_amp)
 
 
 def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = True,

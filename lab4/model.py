@@ -319,14 +319,12 @@ def _batch_norm_over_ranks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     return normed.to(x.dtype), (mean.float().detach(), (var * n / (n - 1).clamp_min(1)).float().detach())
 
 
-def autocast_for(device: torch.device, *, cuda_amp: bool = False, cpu_amp: bool = False,
-                 rollout: bool = False):
-    """The bfloat16 autocast context lab4 runs the model under (disabled: plain fp32).
-    CUDA: training only, with cuda_amp (--amp; rollouts stay fp32: they are cheap on a GPU and the
-    score is measured on them). CPU: training and rollouts, only with cpu_amp (--cpu_amp, opt-in:
-    ~1.9x on CPUs with AVX512-BF16/AMX, slower on CPUs without; it changes the numerics)."""
-    enabled = cpu_amp if device.type == "cpu" else (cuda_amp and device.type == "cuda" and not rollout)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+def autocast_for(device: torch.device, *, cpu_amp: bool = False):
+    """The autocast context of lab4's CPU paths (disabled: plain fp32): bfloat16 on the CPU only with
+    cpu_amp (--cpu_amp, opt-in: ~1.9x on CPUs with AVX512-BF16/AMX, slower on CPUs without; it changes
+    the numerics). Rollouts on CUDA stay fp32 (cheap on a GPU, and the score is measured on them);
+    CUDA training picks its precision with lab4.device.precision_autocast."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cpu_amp and device.type == "cpu")
 
 
 @torch.no_grad()

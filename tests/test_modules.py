@@ -146,6 +146,7 @@ def test_template_checkpoint_loads_strictly(template_ckpt):
     for k, v in model.state_dict().items():
         assert torch.equal(v, sd[k]), k
     assert cfg.sigmoid_output is False and model.sigmoid_output is False
+    assert cfg.colour_anchor is False and model.colour_anchor is False        # the template's output exactly
     assert (cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim) == (128, 32, 12, 192)
 
 

@@ -109,6 +109,7 @@ def test_initialise_from_data_uses_the_training_frames_and_can_be_switched_off()
 def test_template_preset_keeps_pytorchs_initialisation():
     cfg = make_config("template")
     assert (cfg.init_output, cfg.init_posterior) == ("default", "default")
+    assert cfg.colour_anchor is False and make_config().colour_anchor is True
     with pytest.raises(Lab4Error, match="--init_output 'mean'"):
         check_config(make_config(init_output="mean", save_root="x"))
 
@@ -227,6 +228,15 @@ def test_checkpoints_hold_the_average_for_inference_and_the_raw_weights_for_resu
 def test_ema_must_be_a_decay():
     with pytest.raises(Lab4Error, match=r"--ema 1.0: expected a decay in \[0, 1\)"):
         check_config(make_config(ema=1.0, save_root="x"))
+
+
+def test_a_config_saved_before_the_colour_anchor_keeps_the_plain_output():
+    """Checkpoints and config.json files of version <= 4 have no colour_anchor key: they were
+    trained without the anchor, so reading them must not switch it on (the default now is on)."""
+    old = make_config().to_dict()
+    del old["colour_anchor"]
+    assert config_mod.TrainConfig.from_dict(old).colour_anchor is False
+    assert config_mod.TrainConfig.from_dict(make_config().to_dict()).colour_anchor is True
 
 
 def test_colour_anchor_is_kept_in_the_checkpoint_for_lab4_test(mini_data, tmp_path, smoke_config):
