@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .config import CHECKPOINT_VERSION, TrainConfig
+from .config import CHECKPOINT_VERSION, TrainConfig, make_config
 from .errors import Lab4Error
 from .files import atomic_path
 from .model import VideoCVAE
@@ -86,12 +86,12 @@ def dims_from_state_dict(sd: dict) -> dict:
 
 
 def config_of(ckpt: dict) -> TrainConfig:
-    """The config a checkpoint was trained with; for a template one, template settings and the
-    dims of its weights (unbounded output: the template had no sigmoid)."""
+    """The config a checkpoint was trained with; for a template one, the template preset (the one
+    place that says what the template does: unbounded output, no colour anchor, ...) and the
+    dims of its weights."""
     if not is_template_checkpoint(ckpt):
         return TrainConfig.from_dict(ckpt["config"])
-    return TrainConfig(preset="template", sigmoid_output=False, colour_anchor=False, kl_reach_stop=False,
-                       **dims_from_state_dict(ckpt["state_dict"]))
+    return make_config("template", **dims_from_state_dict(ckpt["state_dict"]))
 
 
 def load_weights(model: VideoCVAE, ckpt: dict, path="checkpoint") -> None:
