@@ -102,42 +102,24 @@ def dataset_root(a) -> Path:
     return root
 
 
-def precision_step(model, opt, x, p, tf: bool, precision: str, scaler=None) -> None:
-    """lab4.train's step per precision: fp32; bf16 autocast; fp16 autocast + GradScaler (loss in fp32)."""
-    from lab4.model import cvae_loss
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        x_hat, mu, logvar = model(x, p, tf)
-    loss, _, _ = cvae_loss(x_hat.float(), x[:, 1:], mu.float(), logvar.float(), beta=1.0)
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-    else:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-
 def ours_stepper(batches, dims, device, B: int, precision: str, channels_last: bool, compile_: bool):
     """A fresh model (seed 0) on `device` and a step(k) closure over the epoch's sequence order."""
-    from bench_train import new_model
+    from bench_train import new_model, ours_step
     model, _ = new_model(dims, False, 0)              # time_chunk 0: all time steps in one call (CUDA default)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     fwd = torch.compile(model) if compile_ else model
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)   # None: fp32
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else None
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     order = batches.epoch_order(0, 0)
 
     def step(k):
         i = (k * B) % max(1, len(order) - B)
         x, p = batches.batch(order[i:i + B])
-        precision_step(fwd, opt, x, p, tf_of(k), precision, scaler)
+        ours_step(fwd, opt, x, p, tf_of(k), autocast, scaler)   # bench_train's step = lab4.train's
     return step
 
 

@@ -78,15 +78,23 @@ def ours_model(dims: dict, **override):
     return new_model(dims, **{**package_settings(), **override})
 
 
-def ours_step(model, opt, x, p, tf: bool, autocast=None) -> float:
-    """What lab4.train does per step (forward under autocast when asked, loss in fp32)."""
+def ours_step(model, opt, x, p, tf: bool, autocast=None, scaler=None) -> float:
+    """What lab4.train does per step (forward under autocast when asked, loss in fp32; with an fp16
+    autocast, a GradScaler scales the loss and unscales the gradients before the clip)."""
     with autocast if autocast is not None else contextlib.nullcontext():
         x_hat, mu, logvar = model(x, p, tf)
     loss, _, _ = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta=1.0)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
+    if scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(opt)
+        scaler.update()
     return loss.item()
 
 
