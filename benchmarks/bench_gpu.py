@@ -17,7 +17,8 @@ data/synth-full with every core if missing, or --data), full model dims:
    ceil(1463 / batch) steps unless --max-steps covers the epoch. Peak GPU memory
    (torch.cuda.max_memory_allocated) and host peak RSS per configuration.
 2. the test rollout: lab4.infer.predict_test of the 5 test sequences x 629 generated frames (fp32,
-   as lab4-test runs it), median of 3 after a warm-up.
+   as lab4-test runs it), median of 3 after a warm-up; and as `lab4-test --compile` runs it (the
+   per-frame step under torch.compile, mode reduce-overhead: replayed as a CUDA graph).
 3. concurrent runs: 1, 3 and 5 processes on the same GPU, each training ours at batch 2 with the
    package defaults (what `lab4-sweep` places on one GPU); they start their timed steps together
    and the throughput is all their steps / the wall time until the last one ends.
@@ -167,26 +168,33 @@ def training_configs(a, batches, dims, device, warmup, max_steps) -> list[dict]:
     return out
 
 
-def rollout_time(root, dims, device, repeats: int) -> dict:
-    """The 5 test sequences rolled out together, as lab4-test does (fp32, channels_last)."""
+def rollout_time(root, dims, device, repeats: int, compile_: bool) -> dict:
+    """The 5 test sequences rolled out together, as lab4-test does (fp32, channels_last); with compile_
+    also as `lab4-test --compile` does (the per-frame step compiled, replayed as a CUDA graph)."""
     from lab4.data import load_split
     from lab4.infer import predict_test
     from lab4.model import VideoCVAE
     test = load_split(root, "test", workers=os.cpu_count())
     torch.manual_seed(0)
     model = VideoCVAE(**dims).to(device).to(memory_format=torch.channels_last).eval()
-    predict_test(model, test, progress=False)                     # warm-up
-    times = []
-    for _ in range(repeats):
+    r = {"repeats": repeats}
+    for name, compiled in [("eager", False)] + ([("compiled", True)] if compile_ else []):
+        model.compile_rollout = compiled
         sync(device)
         t0 = time.perf_counter()
-        pred = predict_test(model, test, progress=False)
+        predict_test(model, test, progress=False)                 # warm-up (compiling, graph capture)
         sync(device)
-        times.append(time.perf_counter() - t0)
-    r = {"sequences": int(pred.shape[0]), "frames": int(pred.shape[1]), "rollout_s": median(times),
-         "repeats": repeats}
-    print(f"[gpu] test rollout: {r['sequences']} sequences x {r['frames']} frames in {r['rollout_s']:.2f} s "
-          f"(median of {repeats})", flush=True)
+        warmup, times = time.perf_counter() - t0, []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pred = predict_test(model, test, progress=False)
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        r[name] = {"rollout_s": median(times), "warmup_s": warmup}
+        r["sequences"], r["frames"] = int(pred.shape[0]), int(pred.shape[1])
+        print(f"[gpu] test rollout ({name}): {r['sequences']} sequences x {r['frames']} frames in "
+              f"{median(times):.2f} s (median of {repeats}; first run incl. warm-up {warmup:.1f} s)", flush=True)
+    r["rollout_s"] = r["eager"]["rollout_s"]
     return r
 
 
@@ -288,7 +296,7 @@ def main(argv=None) -> dict:
             c["ratio_vs_reference"] = ref_epoch / c["epoch_s"]
             print(f"[gpu] RATIO epoch time reference / ({c['name']}) = {c['ratio_vs_reference']:.1f}x", flush=True)
     del batches, split
-    res["rollout"] = rollout_time(root, dims, device, 1 if a.quick else 3)
+    res["rollout"] = rollout_time(root, dims, device, 1 if a.quick else 3, a.compile)
     res["concurrent"] = concurrent_throughput(root, device, a.quick, max_steps * (1 if a.quick else 2),
                                               (1, 2) if a.quick else (1, 3, 5))
     res["total_s"] = time.perf_counter() - t_start

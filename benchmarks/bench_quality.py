@@ -82,8 +82,9 @@ class Curve:
     """Evaluates a model at the steps of EVAL_AT (and at the end) and keeps the training clock:
     wall time since start minus the time spent evaluating."""
 
-    def __init__(self, val, train_labels, val_len: int, seed: int, log):
+    def __init__(self, val, train_labels, val_len: int, seed: int, log, eval_at=EVAL_AT):
         self.val, self.train_labels, self.val_len, self.seed, self.log = val, train_labels, val_len, seed, log
+        self.eval_at = eval_at
         self.points, self.eval_s, self.t0 = [], 0.0, time.perf_counter()
         self.n_train = len(train_labels)
 
@@ -128,7 +129,7 @@ def run_reference(data, seed: int, budget_min: float, max_steps: int, curve: Cur
             model.train()
             template_train_step(model, opt, img, label, teacher_forcing=False, beta=1.0)
             step += 1
-            if step in EVAL_AT:
+            if step in curve.eval_at:
                 curve.evaluate(model, step, name)
             if step >= max_steps or curve.train_minutes() >= budget_min:
                 break
@@ -156,7 +157,7 @@ def run_lab4(data, seed: int, spec: dict, curve: Curve, name: str, overrides: di
             last["step"] = last.get("step", 0) + 1
             last["model"] = run.inference_model
             epoch_end = k == per_epoch - 1            # where train() validates (val_every 1): the user's view
-            if last["step"] in EVAL_AT or epoch_end:
+            if last["step"] in curve.eval_at or epoch_end:
                 curve.evaluate(run.inference_model, last["step"], name, epoch_end=epoch_end)
             last["minutes"] = curve.train_minutes()
 
@@ -175,6 +176,9 @@ def main(argv=None) -> int:
     add_common_args(ap)
     ap.add_argument("--recipes", default=DEFAULT_RECIPES, help=f"comma-separated, from {','.join(SHORT)}")
     ap.add_argument("--seeds", default="1", help="comma-separated training seeds (default 1)")
+    ap.add_argument("--eval-at", metavar="STEPS", help="comma-separated steps where the curve is evaluated (each "
+                    "630-frame rollout costs 1-2 min here; default: %s); '' evaluates lab4 recipes at epoch ends "
+                    "only" % ",".join(map(str, EVAL_AT)))
     ap.add_argument("--budget-min", type=float, default=13.0, help="the reference's wall-clock budget (minutes)")
     ap.add_argument("--data", help="dataset folder (default: data/synth-quality, generated on first use)")
     ap.add_argument("--figure", default=str(ROOT / "reports" / "figures" / "quality_psnr_vs_minutes.png"))
@@ -189,6 +193,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"--recipes: unknown {unknown}; choose from {','.join(SHORT)}")
     seeds = [int(s) for s in a.seeds.split(",")]
+    eval_at = EVAL_AT if a.eval_at is None else tuple(int(s) for s in a.eval_at.split(",") if s.strip())
     import torch
     from lab4.data import load_split
     from lab4.infer import copy_first_psnr, kaggle_mean
@@ -207,7 +212,7 @@ def main(argv=None) -> int:
     runs = []
     for name in names:
         for seed in seeds:
-            curve = Curve(val, torch.from_numpy(train_split.labels), val_len, seed, log)
+            curve = Curve(val, torch.from_numpy(train_split.labels), val_len, seed, log, eval_at)
             spec = RECIPES[name]
             if spec["kind"] == "reference":
                 budget = 0.3 if a.quick else a.budget_min
@@ -222,7 +227,7 @@ def main(argv=None) -> int:
     info = json.loads((data / "synth.json").read_text()) if (data / "synth.json").is_file() else {}
     res = {"date": now(), "machine": machine_info(), "data": str(data.relative_to(ROOT)), "data_seed": info.get("seed"),
            "n_train": int(len(train_split.images)), "val_len": val_len, "copy_first_psnr": copy_first,
-           "seeds": seeds, "set": a.set, "budget_min": a.budget_min, "quick": a.quick, "runs": runs, "load_avg_after": load_avg()}
+           "seeds": seeds, "set": a.set, "eval_at": list(eval_at), "budget_min": a.budget_min, "quick": a.quick, "runs": runs, "load_avg_after": load_avg()}
     res["criteria"] = criteria(res)
     for c in res["criteria"]:
         log(f"  {c['what']}: {c['value']} -> {'met' if c['met'] else 'NOT met'}")

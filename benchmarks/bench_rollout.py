@@ -1,6 +1,6 @@
 """Rollout benchmark: the 5 test sequences x 629 generated frames, end to end to submission.csv.
 
-    python benchmarks/bench_rollout.py [--quick] [--prefix P] [--full] [--json FILE]
+    python benchmarks/bench_rollout.py [--quick] [--prefix P] [--full] [--with-compile] [--json FILE]
 
 Reference (the template's Tester): the test PNGs decoded per item through a DataLoader
 (batch 1), one sequence at a time, a per-step loop under torch.no_grad() (encode the pose, encode
@@ -81,6 +81,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="reference DataLoader num_workers")
     ap.add_argument("--no-options", action="store_true", help="skip channels_last / bf16 variants of ours")
+    ap.add_argument("--with-compile", action="store_true", help="also time `--compile`'s rollout step (minutes of compiling)")
     ap.add_argument("--full", action="store_true", help="also run ours end to end over all 629 frames (slow on a CPU)")
     a = ap.parse_args(argv)
     apply_threads(a.threads)
@@ -152,17 +153,23 @@ def main(argv=None) -> dict:
     res["options"] = []
     if not a.no_options:
         base_pf = ours_pf
-        for name, desc, opt_cl, bf16 in (
-                ("nchw", "channels_last off (the template's NCHW model)", False, False),
-                ("bf16_autocast", f"`lab4-test --cpu_amp`: bf16 autocast around the rollout (channels_last {cl})",
-                 cl, True)):
+        specs = [("nchw", "channels_last off (the template's NCHW model)", False, False, False),
+                 ("bf16_autocast", f"`lab4-test --cpu_amp`: bf16 autocast around the rollout (channels_last {cl})",
+                  cl, True, False)]
+        if a.with_compile:
+            specs.append(("compile", f"`lab4-test --compile`: the per-frame step under torch.compile (inductor; "
+                          f"channels_last {cl})", cl, False, True))
+        for name, desc, opt_cl, bf16, compiled in specs:
             m2 = copy.deepcopy(model)
             if opt_cl:
                 m2 = m2.to(memory_format=torch.channels_last)
+            m2.compile_rollout = compiled
             ctx = autocast_for(torch.device("cpu"), cpu_amp=True) if bf16 else contextlib.nullcontext()
             try:
                 with ctx:
+                    t0 = time.perf_counter()
                     ours_rollout(m2, test, 2)
+                    warmup = time.perf_counter() - t0
                     ts = []
                     for _ in range(2):
                         t0 = time.perf_counter()
@@ -171,9 +178,10 @@ def main(argv=None) -> dict:
                 pf = median(ts) / P
                 o = {"name": name, "description": desc, "changes_numerics": bf16, "per_frame_s": pf,
                      "speedup_vs_ours": base_pf / pf, "ratio_vs_reference": ref_pf / pf,
-                     "max_abs_diff_vs_fp32": float((out.float() - ours_out).abs().max())}
+                     "max_abs_diff_vs_fp32": float((out.float() - ours_out).abs().max()), "warmup_s": warmup}
                 print(f"[rollout] option {name:<28} {pf:.3f} s per frame: x{o['speedup_vs_ours']:.2f} vs ours, "
-                      f"{o['ratio_vs_reference']:.2f}x vs reference (max |diff| {o['max_abs_diff_vs_fp32']:.1e})", flush=True)
+                      f"{o['ratio_vs_reference']:.2f}x vs reference (max |diff| {o['max_abs_diff_vs_fp32']:.1e}; "
+                      f"first 2 frames incl. compiling {warmup:.1f} s)", flush=True)
             except Exception as e:  # noqa: BLE001
                 o = {"name": name, "description": desc, "error": f"{type(e).__name__}: {str(e)[:200]}"}
                 print(f"[rollout] option {name}: failed ({o['error']})", flush=True)

@@ -104,7 +104,8 @@ def summary_rows(doc: dict) -> list[list[str]]:
     qu = S.get("quality")
     if _ok(qu):
         for c in qu["criteria"]:
-            rows.append([f"6. Quality: {c['what']}", "-", c["value"], "-", "-", _met(c["met"])])
+            rows.append([f"6. Quality ({qu.get('date', '?')[:10]} run; later experiments in section 6): {c['what']}",
+                         "-", c["value"], "-", "-", _met(c["met"])])
     return rows
 
 
@@ -340,7 +341,8 @@ def _rollout(ro) -> str:
             else:
                 rows.append([o["name"], o["description"], f"{o['per_frame_s']:.3f}", f"x{o['speedup_vs_ours']:.2f}",
                              f"{o['ratio_vs_reference']:.2f}x", ("changes numerics" if o["changes_numerics"] else "same maths")
-                             + f"; max abs diff vs fp32 {o['max_abs_diff_vs_fp32']:.1e}"])
+                             + f"; max abs diff vs fp32 {o['max_abs_diff_vs_fp32']:.1e}"
+                             + (f"; first 2 frames incl. compiling {o['warmup_s']:.0f} s" if o["name"] == "compile" else "")])
         txt += ["", "Options on ours (rollout loop only; median of 2 runs of the same prefix):", "",
                 _table(["option", "what", "s per frame (5 seq)", "vs ours", "vs reference", "note"], rows)]
     if ro.get("flops_per_frame"):
@@ -418,7 +420,10 @@ def _gpu(gp) -> str:
     ro = gp.get("rollout")
     if ro:
         out += ["", f"Test rollout (lab4-test's predict_test, fp32): {ro['sequences']} sequences x {ro['frames']} "
-                    f"frames in **{ro['rollout_s']:.2f} s** (median of {ro['repeats']})."]
+                    f"frames in **{ro['rollout_s']:.2f} s** (median of {ro['repeats']})"
+                    + (f"; with `--compile` (the step compiled, replayed as a CUDA graph) **{ro['compiled']['rollout_s']:.2f} s** "
+                       f"(x{ro['rollout_s'] / ro['compiled']['rollout_s']:.2f}; compiling and capture "
+                       f"{ro['compiled']['warmup_s']:.0f} s once)" if ro.get("compiled") else "") + "."]
     conc = gp.get("concurrent")
     if conc:
         crow = [[c["runs"], _f(c.get("steps_per_s"), "{:.1f}"), _f(c.get("vs_one"), "{:.2f}x"), c.get("error", "")]

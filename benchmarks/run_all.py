@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes (development); writes runs/bench-quick/")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--with-full-synth", action="store_true", help="also time `lab4-synth --preset full` (~6 min)")
-    ap.add_argument("--with-compile", action="store_true", help="also try torch.compile in the training options")
+    ap.add_argument("--with-compile", action="store_true", help="also try torch.compile in the training and rollout options")
     ap.add_argument("--full-rollout", action="store_true", help="also run ours over all 629 frames for real")
     ap.add_argument("--no-train-options", action="store_true", help="skip the training options sweep")
     ap.add_argument("--threads", type=int, help="torch intra-op threads for every benchmark (default: torch's)")
@@ -129,7 +129,8 @@ def main(argv=None) -> int:
                                     + (["--no-options"] if a.no_train_options else []), log)
     if "rollout" in only:
         log("\n== 3. rollout ==")
-        results["rollout"] = run_json("bench_rollout.py", q + (["--full"] if a.full_rollout else []), log)
+        results["rollout"] = run_json("bench_rollout.py", q + (["--full"] if a.full_rollout else [])
+                                      + (["--with-compile"] if a.with_compile else []), log)
     if "gpu" in only:
         log("\n== 5. GPU ==")
         results["gpu"] = run_json("bench_gpu.py", ["--quick"] if a.quick else [], log)

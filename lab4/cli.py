@@ -96,8 +96,9 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
-    _flag(o, "compile", None, "torch.compile the training forward (off: compiling takes minutes on a CPU; "
-          "not measured on a GPU yet)", action=argparse.BooleanOptionalAction)
+    _flag(o, "compile", None, "torch.compile the training forward and the rollout's per-frame step (CUDA "
+          "graphs on a GPU); off: compiling takes minutes on a CPU, see benchmarks/RESULTS.md",
+          action=argparse.BooleanOptionalAction)
     _flag(o, "tensorboard", None, "also log metrics and validation frames to <save_root>/tensorboard "
           "(needs the tensorboard package)", action=argparse.BooleanOptionalAction)
     if test_tool:

@@ -77,7 +77,8 @@ class TrainConfig:
     precision: str = "auto"         # training: auto = bf16 autocast on CUDA compute capability >= 8.0, fp16
                                     # autocast + GradScaler on 7.x, fp32 below and on the CPU (bf16 there
                                     # with cpu_amp); or fp32, bf16, fp16. config.json records the choice
-    compile: bool = False           # torch.compile the training forward (inductor): off, as no measurement here
+    compile: bool = False           # torch.compile the training forward and the rollout step (CUDA graphs on
+                                    # a GPU): off, compiling costs minutes on a CPU (RESULTS.md)
                                     # says it wins (CPU: minutes of compiling; GPU: not measured)
     deterministic: bool = False     # CUDA: cuDNN deterministic algorithms, no benchmark (exact resume)
     amp: bool = True                # with precision auto: mixed precision on CUDA (False: fp32)
@@ -135,11 +136,12 @@ PRESETS: dict[str, dict] = {
     # cosine decay to 1e-4, beta fixed at 1 on the template's summed KL, no teacher forcing (early
     # teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against 28.2 at step 92),
     # the weights' moving average (ema, a default) and one validation. Where the CPU runs bfloat16
-    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 100 steps (on 3,200
-    # frames; 3 x 93 on 3,000), ~11 min on 2 cores; elsewhere 3 x 50 fp32 steps in about the same time.
+    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 70 steps, 10-12 min of
+    # training on 2 cores (3 x 93 took 13.4-15.4 min on a slow 2-core machine, past the 13-minute aim);
+    # elsewhere 3 x 35 fp32 steps in about the same time.
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
                   tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
-                  **(dict(cpu_amp=True, steps_per_epoch=100) if _cpu_bf16_is_fast() else dict(steps_per_epoch=50))),
+                  **(dict(cpu_amp=True, steps_per_epoch=70) if _cpu_bf16_is_fast() else dict(steps_per_epoch=35))),
     # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing,
     # the template's KL scale with beta fixed at 1 (z stays close to the prior that inference
     # samples from); measured: ~28 dB val PSNR after 120 steps on the demo synthetic data.

@@ -180,6 +180,7 @@ def main(argv=None) -> int:
         refuse_other_size(mcfg, explicit, cfg.ckpt_path)
         if "sigmoid_output" in explicit:
             model.sigmoid_output = cfg.sigmoid_output
+        model.compile_rollout = cfg.compile
         save_root = Path(cfg.save_root)
         samples = extra.get("samples")
         if samples is not None and (samples < 1 or not extra.get("val")):

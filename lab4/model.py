@@ -22,6 +22,8 @@ the rollout draws z from it; the five modules and their keys stay as they are.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,6 +51,7 @@ class VideoCVAE(nn.Module):
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.colour_anchor = colour_anchor    # the output adds the first frame's mean colour (`anchor_of`)
         self.time_chunk = 8                   # time steps per batched call in `forward` (0: all)
+        self.compile_rollout = False          # rollouts run `rollout_step` under torch.compile (--compile)
         self.world = None                     # data-parallel training (lab4.distributed.World): this rank's
                                               # rows of the global batch's noise and BatchNorm statistics
 
@@ -118,20 +121,24 @@ class VideoCVAE(nn.Module):
         mu, logvar = self.Gaussian_Predictor.distribution(cur_feat, label_feat)
         return self.Gaussian_Predictor.reparameterize(mu, logvar, global_noise(mu, self.world)), mu, logvar
 
-    def prior_z(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, gens: list, z_mode: str = "sample") -> torch.Tensor:
+    def prior_z(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
         """z for one rollout step, (S, N, H, W): from N(0, I) or, with the learned prior, from
         p(z | x_{t-1}, p_t) given the previous frame's and the pose's features (S, F/L, H, W);
-        "sample" draws it with sequence s's generator gens[s], "mean" takes the prior's mean."""
-        S, _, H, W = prev_feat.shape
-        device = prev_feat.device
-        if self.learned_prior is None and z_mode == "mean":
-            return torch.zeros(S, self.N_dim, H, W, device=device)
-        if self.learned_prior is not None:
-            mu, logvar = self.learned_prior.distribution(prev_feat, label_feat)   # (S, N, H, W) each
-            if z_mode == "mean":
-                return mu
-        eps = torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])
-        return eps if self.learned_prior is None else mu + torch.exp(0.5 * logvar) * eps
+        eps (S, N, H, W) is the step's standard-normal noise, None to take the prior's mean."""
+        if self.learned_prior is None:
+            return eps if eps is not None else \
+                torch.zeros(prev_feat.shape[0], self.N_dim, *prev_feat.shape[2:], device=prev_feat.device)
+        mu, logvar = self.learned_prior.distribution(prev_feat, label_feat)   # (S, N, H, W) each
+        return mu if eps is None else mu + torch.exp(0.5 * logvar) * eps
+
+    def rollout_step(self, prev: torch.Tensor, label_feat: torch.Tensor, eps: torch.Tensor | None,
+                     anchor: torch.Tensor | None) -> torch.Tensor:
+        """One frame of the rollout: the previous frame (S, 3, H, W), the pose's features (S, L, H, W),
+        the noise eps (S, N, H, W) or None (z = the prior's mean) -> the next frame (S, 3, H, W).
+        Tensors in, a tensor out: the part `--compile` hands to torch.compile (`compiled_rollout_step`)."""
+        prev_feat = self.frame_transformation(prev)                  # (S, F, H, W)
+        z = self.prior_z(prev_feat, label_feat, eps)                 # (S, N, H, W)
+        return self.generate(prev_feat, label_feat, z, anchor)
 
     # ---- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None):
@@ -205,17 +212,39 @@ class VideoCVAE(nn.Module):
         out = torch.empty(S, T, 3, H, W, device=device)
         out[:, 0] = prev
         anchor = self.anchor_of(prev)                                    # (S, 3, 1, 1) or None
+        step = compiled_rollout_step(device) if self.compile_rollout else VideoCVAE.rollout_step
         for start in range(1, T, label_chunk):
             label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
             for j in range(label_feat.shape[1]):
-                prev_feat = self.frame_transformation(prev)                  # (S, F, H, W)
-                z = self.prior_z(prev_feat, label_feat[:, j], gens, z_mode)  # (S, N, H, W)
-                prev = self.generate(prev_feat, label_feat[:, j], z, anchor)
+                eps = None if z_mode == "mean" else \
+                    torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])  # (S, N, H, W)
+                prev = step(self, prev, label_feat[:, j], eps, anchor)      # (S, 3, H, W)
                 out[:, start + j] = prev
             if progress is not None:
                 progress.update(label_feat.shape[1])
         self.train(was_training)
         return out
+
+
+@functools.cache
+def _compiled_step(mode: str | None):
+    return torch.compile(VideoCVAE.rollout_step, mode=mode)
+
+
+def compiled_rollout_step(device: torch.device):
+    """`VideoCVAE.rollout_step` under torch.compile: one compiled function per mode, the model an argument
+    (Dynamo compiles again for a new model or shape, up to its recompile limit). On CUDA, mode
+    "reduce-overhead": the step is replayed as a
+    CUDA graph (one launch instead of ~40 small kernels per frame); its output buffer is reused by the
+    next replay, so the frame is cloned before it is fed back."""
+    if device.type != "cuda":
+        return _compiled_step(None)
+    graphed = _compiled_step("reduce-overhead")
+
+    def step(model, prev, label_feat, eps, anchor):
+        torch.compiler.cudagraph_mark_step_begin()
+        return graphed(model, prev, label_feat, eps, anchor).clone()
+    return step
 
 
 # ---- weight averaging -------------------------------------------------------------------

@@ -194,6 +194,7 @@ class Run:
         model = VideoCVAE.from_config(cfg).to(self.device)
         model.time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (8 if self.device.type == "cpu" else 0)
         model.world = self.world if self.world.size > 1 else None
+        model.compile_rollout = cfg.compile                       # validation rollouts compiled too (the EMA copy inherits it)
         self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
         self.optimizer = build_optimizer(cfg, self.model)
         self.epoch, self.batch, self.best = 0, 0, -math.inf      # the next step to take: (epoch, batch)
@@ -554,6 +555,7 @@ def evaluate_checkpoint(cfg: TrainConfig) -> dict:
     if not cfg.ckpt_path:
         raise Lab4Error("--test needs --ckpt_path (the checkpoint to evaluate)")
     model, _, _ = load_model(cfg.ckpt_path, select_device(cfg.device))
+    model.compile_rollout = cfg.compile
     val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
     pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
     return write_validation_outputs(pred, psnr, val, Path(cfg.save_root) / "val", cfg.z)

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from lab4.checkpoint import config_of, dims_from_state_dict, load_model, load_weights
 from lab4.errors import Lab4Error
+import lab4.model as model_mod
 from lab4.model import VideoCVAE, cvae_loss, kl_divergence
 from lab4.modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
 from lab4.stepwise import forward_stepwise
@@ -240,6 +241,31 @@ def test_rollout_label_chunks_do_not_change_the_result(rollout_setup):
     model, first, labels, seeds = rollout_setup
     torch.testing.assert_close(model.rollout(first, labels, seeds=seeds, label_chunk=2),
                                model.rollout(first, labels, seeds=seeds), atol=1e-6, rtol=0)
+
+
+@pytest.fixture
+def traced_compile(monkeypatch):
+    """torch.compile with TorchDynamo's tracing but the "eager" backend (inductor's code generation takes
+    minutes on a CPU) and fullgraph=True: a graph break in the step, which CUDA graphs cannot replay, fails."""
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="eager", fullgraph=True, **kw))
+    model_mod._compiled_step.cache_clear()
+    yield model_mod._compiled_step
+    model_mod._compiled_step.cache_clear()
+
+
+@pytest.mark.parametrize("prior, z_mode", [("fixed", "sample"), ("learned", "sample"), ("learned", "mean")])
+def test_compiled_rollout_equals_the_eager_rollout(rollout_setup, traced_compile, prior, z_mode):
+    """--compile: the rollout's per-frame step, traced by torch.compile as one graph, gives the eager frames."""
+    _, first, labels, seeds = rollout_setup
+    torch.manual_seed(2)
+    model = VideoCVAE(**SMALL, prior=prior, colour_anchor=True).eval()
+    eager = model.rollout(first, labels, seeds=seeds, z_mode=z_mode)
+    assert traced_compile.cache_info().currsize == 0
+    model.compile_rollout = True
+    compiled = model.rollout(first, labels, seeds=seeds, z_mode=z_mode)
+    assert traced_compile.cache_info().currsize == 1           # the compiled step was the one used
+    torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=0)
 
 
 def test_rollout_depends_on_the_seed(rollout_setup):

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+import lab4.model as model_mod
 import lab4.train as train_mod
 from lab4.config import CHECKPOINT_VERSION, smoke_mode
 from lab4.data import load_split
@@ -275,8 +276,9 @@ def test_smoke_mode_is_off_when_unset(monkeypatch):
 
 
 def test_compile_wraps_the_forward_and_keeps_the_checkpoint_keys(mini_data, tmp_path, smoke_config, monkeypatch):
-    """--compile hands the training forward to torch.compile (faked here: compiling takes minutes on a
-    CPU); the checkpoints keep the plain module's keys, so lab4-test and resume need no flag."""
+    """--compile hands the training forward and the validation rollout's step to torch.compile (faked
+    here: compiling takes minutes on a CPU); the checkpoints keep the plain module's keys, so lab4-test
+    and resume need no flag."""
     compiled = []
 
     def fake_compile(module, **kw):
@@ -284,10 +286,13 @@ def test_compile_wraps_the_forward_and_keeps_the_checkpoint_keys(mini_data, tmp_
         return module
 
     monkeypatch.setattr(torch, "compile", fake_compile)
+    model_mod._compiled_step.cache_clear()
     run = train_mod.Run(smoke_config(mini_data, tmp_path, compile=True, num_epoch=1, steps_per_epoch=1), **QUIET)
     run.fit()
-    assert compiled == [run.model]
+    model_mod._compiled_step.cache_clear()
+    assert compiled == [run.model, VideoCVAE.rollout_step]       # the validation's rollout step, compiled once
+    assert run.inference_model.compile_rollout
     keys = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"].keys()
     assert not [k for k in keys if "_orig_mod" in k] and set(keys) == set(run.model.state_dict())
     plain = train_mod.Run(smoke_config(mini_data, tmp_path / "plain", num_epoch=1, steps_per_epoch=1), **QUIET)
-    assert plain.forward_model is plain.model and len(compiled) == 1
+    assert plain.forward_model is plain.model and len(compiled) == 2
