@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default=DEFAULT_RECIPES, help=f"comma-separated, from {','.join(SHORT)}")
     ap.add_argument("--seeds", default="1", help="comma-separated training seeds (default 1)")
     ap.add_argument("--eval-at", metavar="STEPS", help="comma-separated steps where the curve is evaluated (each "
-                    "630-frame rollout costs 1-2 min here; default: %s); '' evaluates lab4 recipes at epoch ends "
+                    "630-frame rollout costs ~45 s at full dims on 2 cores; default: %s); '' evaluates lab4 recipes at epoch ends "
                     "only" % ",".join(map(str, EVAL_AT)))
     ap.add_argument("--budget-min", type=float, default=13.0, help="the reference's wall-clock budget (minutes)")
     ap.add_argument("--data", help="dataset folder (default: data/synth-quality, generated on first use)")
