@@ -60,7 +60,7 @@ lab: setup ## open the notebooks in JupyterLab
 bench: setup ## run the speed benchmarks and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py
 
-bench-quality: setup ## learning curves at full dims on held-out synthetic data (~50 min): RESULTS.md section 6, reports/figures
+bench-quality: setup ## learning curves at full dims on held-out synthetic data (~50-70 min on 2 cores): RESULTS.md section 6, reports/figures
 	$(PY) benchmarks/run_all.py --only quality
 
 tensorboard: setup ## open TensorBoard on runs/ (train with --tensorboard to write events)

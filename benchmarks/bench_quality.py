@@ -1,6 +1,6 @@
 """Quality benchmark: what a user sees in the first minutes of training, at full model dims on the CPU.
 
-    python benchmarks/bench_quality.py                     # `make bench-quality` (~50 min on 2 cores)
+    python benchmarks/bench_quality.py                     # `make bench-quality` (~50-70 min on 2 cores)
     python benchmarks/bench_quality.py --recipes reference,quick --seeds 1,2
     python benchmarks/bench_quality.py --quick             # tiny sizes, development only
 

@@ -5,7 +5,7 @@
     python benchmarks/run_all.py --with-full-synth --with-compile --full-rollout   # the slow extras
     python benchmarks/run_all.py --only train     # re-run some sections, keep the others' results
     python benchmarks/run_all.py --report-only    # regenerate RESULTS.md from results.json
-    python benchmarks/run_all.py --only quality   # `make bench-quality`: learning curves (~50 min, not in the default)
+    python benchmarks/run_all.py --only quality   # `make bench-quality`: learning curves (~50-70 min, not in the default)
 
 Each benchmark runs in its own process (so its peak memory is its own), one after another.
 Sections not re-run keep their previous figures (each section records its own date and load).
