@@ -94,8 +94,8 @@ class Curve:
     def evaluate(self, model, step: int, name: str, minutes: float | None = None, epoch_end: bool = False) -> None:
         """train()'s validation at an epoch's end, at this step: BatchNorm statistics of the
         current weights, then the 630-frame rollout from frame 0 with z ~ N(0, I)."""
-        from lab4.infer import kaggle_mean, validate
-        from lab4.model import recalibrate_label_batchnorm
+        from lab4.evaluate import kaggle_mean, validate
+        from lab4.weights import recalibrate_label_batchnorm
         minutes = self.train_minutes() if minutes is None else minutes
         t = time.perf_counter()
         state = {k: v.clone() for k, v in model.label_transformation.state_dict().items()}
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     eval_at = EVAL_AT if a.eval_at is None else tuple(int(s) for s in a.eval_at.split(",") if s.strip())
     import torch
     from lab4.data import load_split
-    from lab4.infer import copy_first_psnr, kaggle_mean
+    from lab4.evaluate import copy_first_psnr, kaggle_mean
     data = ROOT / a.data if a.data else ensure_data(a.quick, log)
     val = load_split(data, "val", 32, 64, None, 2)
     train_split = load_split(data, "train", 32, 64, None, 2)   # warm the cache: not in anyone's minutes

@@ -35,7 +35,8 @@ from reference import TemplateTestDataset, template_rollout, template_write_subm
 
 from lab4.data import load_split  # noqa: E402
 from lab4.infer import predict_test, write_test_outputs  # noqa: E402
-from lab4.model import VideoCVAE, autocast_for  # noqa: E402
+from lab4.device import autocast
+from lab4.model import VideoCVAE  # noqa: E402
 from lab4.score import frames_to_rows  # noqa: E402
 
 FULL_DIMS = dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
@@ -164,7 +165,7 @@ def main(argv=None) -> dict:
             if opt_cl:
                 m2 = m2.to(memory_format=torch.channels_last)
             m2.compile_rollout = compiled
-            ctx = autocast_for(torch.device("cpu"), cpu_amp=True) if bf16 else contextlib.nullcontext()
+            ctx = autocast(torch.device("cpu"), "bf16") if bf16 else contextlib.nullcontext()
             try:
                 with ctx:
                     t0 = time.perf_counter()

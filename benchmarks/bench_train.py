@@ -30,7 +30,8 @@ from common import apply_threads, PeakRSS, add_common_args, median, ratio, stamp
 from reference import template_train_step  # noqa: E402
 
 from lab4.memory import keep_freed_memory  # noqa: E402
-from lab4.model import VideoCVAE, autocast_for, cvae_loss  # noqa: E402
+from lab4.device import autocast
+from lab4.model import VideoCVAE, cvae_loss  # noqa: E402
 
 FULL_DIMS = dict(F_dim=128, L_dim=32, N_dim=12, D_out_dim=192)
 QUICK_DIMS = dict(F_dim=32, L_dim=16, N_dim=4, D_out_dim=48)
@@ -147,7 +148,7 @@ def compare(dims, x, p, tf: bool, repeats: int, log=print) -> dict:
     rm, ro = new_model(dims)
     om, oo = ours_model(dims)
     am, ao = ours_model(dims)
-    amp = autocast_for(torch.device("cpu"), cpu_amp=True)
+    amp = autocast(torch.device("cpu"), "bf16")
     steps = {"reference": lambda: ref_step(rm, ro, x, p, tf),
              "ours": lambda: ours_step(om, oo, x, p, tf),
              "ours_cpu_amp": lambda: ours_step(am, ao, x, p, tf, amp)}
@@ -210,7 +211,7 @@ def run_option(dims, x, p, kw: dict, repeats: int) -> dict:
     threads0 = torch.get_num_threads()
     prec0 = torch.backends.mkldnn.conv.fp32_precision
     model, opt = ours_model(dims, **{k: kw[k] for k in ("channels_last", "time_chunk") if k in kw})
-    autocast = autocast_for(torch.device("cpu"), cpu_amp=True) if kw.get("bf16") else None
+    autocast = autocast(torch.device("cpu"), "bf16") if kw.get("bf16") else None
     fwd = torch.compile(model) if kw.get("compile") else model
     ctx = torch.backends.mkldnn.flags(enabled=False) if kw.get("mkldnn") is False else contextlib.nullcontext()
     try:

@@ -27,15 +27,9 @@ BENCH_QUICK = ROOT / "data" / "synth-benchquick"  # mini preset at its native 12
 
 
 def quiet_progress() -> None:
-    """Silence the package's tqdm bars (they pass disable= explicitly, so TQDM_DISABLE is not enough)."""
-    import lab4.data
-    import lab4.infer
-    from tqdm.auto import tqdm as _tqdm
-
-    def quiet(*args, **kwargs):
-        kwargs["disable"] = True
-        return _tqdm(*args, **kwargs)
-    lab4.data.tqdm = lab4.infer.tqdm = quiet
+    """Silence the package's progress bars (lab4.progress, the switch LAB4_PROGRESS=0 also sets)."""
+    from lab4.progress import set_progress
+    set_progress(False)
 
 
 # ---- timing --------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 def __getattr__(name):  # heavier submodules load on first use
     import importlib
     lazy = {"load_split": ".data", "SequenceBatches": ".data", "load_model": ".checkpoint",
-            "validate": ".infer", "predict_test": ".infer", "write_test_outputs": ".infer",
-            "write_validation_outputs": ".infer", "kaggle_score": ".score", "write_submission": ".score",
+            "validate": ".evaluate", "predict_test": ".infer", "write_test_outputs": ".infer",
+            "write_validation_outputs": ".evaluate", "compare_runs": ".evaluate", "train": ".train", "kaggle_score": ".score", "write_submission": ".score",
             "read_submission": ".score"}
     if name in lazy:
         return getattr(importlib.import_module(lazy[name], __name__), name)

@@ -70,6 +70,53 @@ def _refuse_pickled_classes(path: Path) -> None:
                         f"'plain.ckpt')") from None
 
 
+def load_model_for_flags(cfg: TrainConfig, explicit: dict, device) -> tuple[VideoCVAE, TrainConfig]:
+    """`lab4-test` and `lab4-train --test`: --ckpt_path's model with the flags given now. Model-size
+    flags (and --prior) must match the checkpoint; --sigmoid_output given now replaces the
+    checkpoint's; --compile is the flag's, not the training run's."""
+    if not cfg.ckpt_path:
+        raise Lab4Error("--ckpt_path: required (the checkpoint to evaluate)")
+    saved = config_of(read_checkpoint(cfg.ckpt_path))
+    refuse_other_size(saved, explicit, cfg.ckpt_path)
+    overrides = {k: explicit[k] for k in ("sigmoid_output",) if k in explicit}
+    model, mcfg, _ = load_model(cfg.ckpt_path, device, compile=cfg.compile, **overrides)
+    return model, mcfg
+
+
+# ---- the run's state in primitive types ----------------------------------------------------------
+def rng_state(device: torch.device) -> dict:
+    """The CPU generator's state and, on CUDA, that of the one device the run uses (not every GPU's:
+    a run saved on an 8-GPU machine resumes on a 1-GPU one)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if device.type == "cuda" and cuda is not None:
+        if isinstance(cuda, (list, tuple)):          # checkpoint version <= 3: every GPU's state; the
+            cuda = cuda[0] if cuda else None         # run used the first (--device cuda), as every rank now
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+
+
+def build_checkpoint(cfg: TrainConfig, *, weights: dict, optimizer: dict, epoch: int, batch_in_epoch: int,
+                     epoch_sums: dict, best_val_psnr: float, rng: dict, lr: float, tfr: float,
+                     train_weights: dict | None = None, ema_n: int | None = None,
+                     grad_scaler: dict | None = None) -> dict:
+    """A training run at (epoch, batch_in_epoch) in the layout the module docstring describes:
+    `weights` are what inference uses (the moving average with --ema), `train_weights` the raw ones
+    that a resume continues from (with --ema only)."""
+    averaged = {} if train_weights is None else {"train_state_dict": train_weights, "ema_n": int(ema_n)}
+    return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(), **averaged,
+            "state_dict": weights, "optimizer": optimizer, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            "epoch_sums": dict(epoch_sums), "best_val_psnr": best_val_psnr, "rng": rng,
+            "lr": lr, "tfr": tfr, "last_epoch": epoch, **({"grad_scaler": grad_scaler} if grad_scaler is not None else {})}
+
+
 def is_template_checkpoint(ckpt: dict) -> bool:
     return "version" not in ckpt
 
@@ -135,12 +182,13 @@ def _fmt(d: dict) -> str:
 
 
 def load_model(path, device="cpu", **overrides) -> tuple[VideoCVAE, TrainConfig, dict]:
-    """A checkpoint's model, ready for inference: (model in eval mode, config, raw checkpoint)."""
+    """A checkpoint's model, ready for inference: (model in eval mode, config, raw checkpoint);
+    `overrides` replace config fields before the model is built (e.g. compile=True)."""
     ckpt = read_checkpoint(path)
     cfg = config_of(ckpt)
     for k, v in overrides.items():
         setattr(cfg, k, v)
-    model = VideoCVAE.from_config(cfg)
+    model = VideoCVAE.from_config(cfg, device)
     load_weights(model, ckpt, path)
     model = model.to(device)
     if cfg.channels_last:

@@ -1,12 +1,16 @@
-"""The command line shared by lab4-train and lab4-test: every flag of the template's Trainer.py /
-Tester.py with the same name and meaning, then ours. Only flags given on the command line
-override the preset (and, when resuming, the checkpoint's config)."""
+"""Every command line of lab4, at the edge of the package: lab4-train, lab4-test, lab4-score,
+lab4-synth and lab4-sweep. lab4-train and lab4-test share one parser: every flag of the template's
+Trainer.py / Tester.py with the same name and meaning, then ours. Only flags given on the command
+line override the preset (and, when resuming, the checkpoint's config). Each tool reports bad input
+as one line `<tool>: error: ...` and exits 2.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .config import PRESETS, TrainConfig, make_config
+from .config import CHOICES, PRESETS, TrainConfig, make_config, resolve_resume_config
 from .errors import Lab4Error
 
 _D = TrainConfig()
@@ -33,7 +37,7 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(t, "batch_size", int, "sequences per step")
     _flag(t, "lr", float, "initial learning rate")
     _flag(t, "device", str, "auto, cpu, cuda or cuda:<n> (template default: cuda)")
-    _flag(t, "optim", str, "optimizer", choices=["Adam", "AdamW"])
+    _flag(t, "optim", str, "optimizer", choices=CHOICES["optim"])
     _flag(t, "gpu", int, "number of GPUs (accepted; one is used)")
     t.add_argument("--test", action="store_true", help="evaluate --ckpt_path on the validation video only")
     t.add_argument("--store_visualization", action="store_true", help="write val GIF/PSNR plot at every validation")
@@ -68,21 +72,21 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(o, "colour_anchor", None, "add the first frame's mean colour to every generated frame (the studio "
           "colour carried from frame 0; default on, --no-colour_anchor: the template's output)", action=argparse.BooleanOptionalAction)
     _flag(o, "init_output", str, "Generator output starts at the train frames' mean colour (data) or PyTorch's init",
-          choices=["data", "default"])
+          choices=CHOICES["init_output"])
     _flag(o, "init_posterior", str, "q(z|x,p) starts at N(0, I), KL ~0 (prior) or at PyTorch's init",
-          choices=["prior", "default"])
-    _flag(o, "lr_scheduler", str, "learning-rate schedule", choices=["multistep", "cosine", "constant"])
+          choices=CHOICES["init_posterior"])
+    _flag(o, "lr_scheduler", str, "learning-rate schedule", choices=CHOICES["lr_scheduler"])
     _flag(o, "min_lr", float, "cosine floor")
     _flag(o, "weight_decay", float, "weight decay")
     _flag(o, "grad_clip", float, "gradient-norm clip")
-    _flag(o, "kl_reduction", str, "KL scale: sum (template) or mean", choices=["sum", "mean"])
+    _flag(o, "kl_reduction", str, "KL scale: sum (template) or mean", choices=CHOICES["kl_reduction"])
     _flag(o, "kl_reach_stop", None, "ramps end exactly at beta=1", action=argparse.BooleanOptionalAction)
     _flag(o, "kl_beta_min", float, "floor under beta")
-    _flag(o, "tf_coin", str, "teacher-forcing coin per batch or per epoch (template)", choices=["batch", "epoch"])
+    _flag(o, "tf_coin", str, "teacher-forcing coin per batch or per epoch (template)", choices=CHOICES["tf_coin"])
     _flag(o, "channels_last", None, "NHWC memory format", action=argparse.BooleanOptionalAction)
     _flag(o, "time_chunk", int, "time steps per batched training call (-1: 8 on CPU, all on CUDA)")
     _flag(o, "precision", str, "training precision: auto = bf16 on CUDA >= 8.0, fp16 (+ GradScaler) on 7.x, fp32 "
-          "below and on the CPU (bf16 with --cpu_amp)", choices=["auto", "fp32", "bf16", "fp16"])
+          "below and on the CPU (bf16 with --cpu_amp)", choices=CHOICES["precision"])
     _flag(o, "deterministic", None, "cuDNN deterministic algorithms, no benchmark mode (exact resume on CUDA)",
           action=argparse.BooleanOptionalAction)
     _flag(o, "amp", None, "mixed precision on CUDA with --precision auto (--no-amp: fp32)",
@@ -91,8 +95,8 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
           "AVX512-BF16/AMX; changes the numerics)", action=argparse.BooleanOptionalAction)
     _flag(o, "ema", float, "decay of the weights' moving average used to validate, save and test (0: off)")
     _flag(o, "prior", str, "the prior over z: fixed N(0, I) (template) or learned p(z_t | x_{t-1}, p_t) (SVG-LP)",
-          choices=["fixed", "learned"])
-    _flag(o, "z", str, "rollouts take z as a sample of the prior or its mean", choices=["sample", "mean"])
+          choices=CHOICES["prior"])
+    _flag(o, "z", str, "rollouts take z as a sample of the prior or its mean", choices=CHOICES["z"])
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
@@ -101,6 +105,8 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
           action=argparse.BooleanOptionalAction)
     _flag(o, "tensorboard", None, "also log metrics and validation frames to <save_root>/tensorboard "
           "(needs the tensorboard package)", action=argparse.BooleanOptionalAction)
+    o.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="progress bars (default: on; --no-progress or LAB4_PROGRESS=0: off)")
     if test_tool:
         o.add_argument("--val", action="store_true", help="also evaluate the validation video (PSNR CSV, plot, GIF)")
         o.add_argument("--samples", type=int, metavar="K", help="with --val: also roll the val video out with K "
@@ -110,16 +116,190 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     return ap
 
 
-EXTRA_FLAGS = ("val", "overwrite", "samples")
+EXTRA_FLAGS = ("val", "overwrite", "samples", "progress")
 
 
 def parse_config(parser, argv=None) -> tuple[TrainConfig, dict, dict]:
     """(config, the flags given explicitly, tool-only flags). Raises Lab4Error on bad values."""
     given = vars(parser.parse_args(argv))
     extra = {k: given.pop(k) for k in EXTRA_FLAGS if k in given}
+    if extra.get("progress") is False:
+        from .progress import set_progress
+        set_progress(False)
     preset = given.pop("preset", "default")
     try:
         cfg = make_config(preset, **given)
     except (ValueError, TypeError) as e:
         raise Lab4Error(str(e)) from None
     return cfg, given, extra
+
+
+# ---- lab4-train ------------------------------------------------------------------------------
+def train_main(argv=None, process_exits_after: bool = False) -> int:
+    """lab4-train. process_exits_after (the console script): after an interrupted run is saved,
+    further Ctrl-C presses are ignored until the process has exited."""
+    from .device import out_of_memory_as_error
+    from .interrupt import TrainingInterrupted
+    parser = build_parser("lab4-train")
+    try:
+        cfg, explicit, extra = parse_config(parser, argv)
+        if cfg.test:
+            evaluate_val_video(cfg, explicit)
+            return 0
+        run = _training_run(cfg, explicit, bool(extra.get("overwrite")), process_exits_after)
+        with out_of_memory_as_error(f"training at --batch_size {run.cfg.batch_size} on {run.device}: "
+                                    f"lower --batch_size (or --time_chunk)"):
+            res = run.fit()
+    except Lab4Error as e:
+        print(f"lab4-train: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as e:
+        print(f"\nlab4-train: interrupted; saved {e.saved} (resume with --ckpt_path {e.saved})", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\nlab4-train: interrupted before training started; nothing saved", file=sys.stderr)
+        return 130
+    if run.world.main:
+        print(f"done: best val PSNR {res['best_val_psnr']:.3f} dB; checkpoints in {res['save_root']}")
+    return 0
+
+
+def _training_run(cfg: TrainConfig, explicit: dict, overwrite: bool, process_exits_after: bool):
+    """The Run a lab4-train command asks for: a resume continues the checkpoint's config; a folder
+    that holds a run is refused unless --overwrite (which moves the old run aside)."""
+    from .train import Run
+    last = Path(cfg.save_root) / "last.ckpt"
+    if cfg.ckpt_path:
+        cfg = resolve_resume_config(cfg, explicit)
+    elif last.exists() and not overwrite:
+        raise Lab4Error(f"--save_root {cfg.save_root}: already holds a training run ({last}); resume it with "
+                        f"--ckpt_path {last}, choose another --save_root, or pass --overwrite")
+    run = Run(cfg)
+    run.overwrite = overwrite and not cfg.ckpt_path
+    run.interrupted.process_exits_after = process_exits_after
+    return run
+
+
+def train_command() -> int:
+    """The `lab4-train` console script: train_main() in a process of its own, which may therefore set
+    the process-wide allocator thresholds that keep freed memory for the next CPU step
+    (lab4/memory.py; harmless on a GPU, where the activations are not in host memory)."""
+    from .memory import keep_freed_memory
+    keep_freed_memory()
+    return train_main(process_exits_after=True)
+
+
+def evaluate_val_video(cfg: TrainConfig, explicit: dict, samples: int = 1) -> dict:
+    """`lab4-train --test` and `lab4-test --val`: --ckpt_path's val rollout(s), guarded, written to
+    <save_root>/val (lab4.evaluate.evaluate_checkpoint)."""
+    from .checkpoint import load_model_for_flags
+    from .data import load_split
+    from .device import select_device
+    from .evaluate import evaluate_checkpoint
+    model, _ = load_model_for_flags(cfg, explicit, select_device(cfg.device))
+    val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+    return evaluate_checkpoint(model, cfg, val, samples)
+
+
+# ---- lab4-test -------------------------------------------------------------------------------
+def test_main(argv=None) -> int:
+    """lab4-test: the template's Tester.py flags; writes pred_seq<k>.gif and submission.csv in
+    --save_root, and with --val [--samples K] the val video's outputs in <save_root>/val."""
+    from .checkpoint import load_model_for_flags
+    from .data import load_split
+    from .device import select_device
+    from .infer import predict_test, write_test_outputs
+    parser = build_parser("lab4-test", test_tool=True)
+    try:
+        cfg, explicit, extra = parse_config(parser, argv)
+        samples = extra.get("samples")
+        if samples is not None and (samples < 1 or not extra.get("val")):
+            raise Lab4Error(f"--samples {samples}: expected a positive number of z-sequences, with --val")
+        if extra.get("val"):
+            evaluate_val_video(cfg, explicit, samples or 1)
+        model, _ = load_model_for_flags(cfg, explicit, select_device(cfg.device))
+        test = load_split(cfg.DR, "test", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
+        pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
+        path = write_test_outputs(pred, cfg.save_root, what=f"--ckpt_path {cfg.ckpt_path}")
+        print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows) and pred_seq0..{len(pred) - 1}.gif")
+    except Lab4Error as e:
+        print(f"lab4-test: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# ---- lab4-score ------------------------------------------------------------------------------
+def score_main(argv=None) -> int:
+    """lab4-score --solution GT --submission SUB [--baseline]: the Kaggle score of a submission.csv."""
+    from .score import copy_first_frame, kaggle_score, read_solution, read_submission
+    ap = argparse.ArgumentParser(prog="lab4-score", description="Score a submission.csv like Kaggle does.")
+    ap.add_argument("--solution", required=True,
+                    help="ground truth: a CSV in the submission format, or a uint8 .npy (S, T, 3, H, W) such as "
+                         "lab4-synth's test_solution.npy")
+    ap.add_argument("--submission", required=True, help="the submission.csv to score")
+    ap.add_argument("--baseline", action="store_true", help="also score copying the first frame")
+    args = ap.parse_args(argv)
+    try:
+        sol = read_solution(args.solution)
+        sub = read_submission(args.submission, n_rows=len(sol))
+        res = kaggle_score(sol, sub)
+    except Lab4Error as e:
+        print(f"lab4-score: error: {e}", file=sys.stderr)
+        return 2
+    print(f"score {res['score']:.3f} dB  (public {res['public']:.3f}, private {res['private']:.3f}, "
+          f"{res['frames']} frames)")
+    if args.baseline:
+        base = kaggle_score(sol, copy_first_frame(sol))
+        print(f"copy-first-frame baseline {base['score']:.3f} dB  -> model {res['score'] - base['score']:+.3f} dB")
+    return 0
+
+
+# ---- lab4-synth ------------------------------------------------------------------------------
+def synth_main(argv=None) -> int:
+    """lab4-synth --out DIR [--preset mini|demo|full]: the synthetic dataset in the Kaggle layout."""
+    from .synth import PRESETS as SYNTH_PRESETS, generate_dataset
+    ap = argparse.ArgumentParser(prog="lab4-synth", description="Write a synthetic Lab 4 dataset "
+                                 "(same layout as the Kaggle data) plus test_solution.npy.")
+    ap.add_argument("--out", required=True, help="output folder (new, empty, or a previous synth output)")
+    ap.add_argument("--preset", default="mini", choices=sorted(SYNTH_PRESETS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--height", type=int, help="native PNG height (default: the preset's)")
+    ap.add_argument("--width", type=int, help="native PNG width (default: the preset's)")
+    ap.add_argument("--workers", type=int, help="processes (default: all cores)")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar (also: LAB4_PROGRESS=0)")
+    a = ap.parse_args(argv)
+    for flag, val in (("--height", a.height), ("--width", a.width)):
+        if val is not None and (val <= 0 or val % 2):
+            ap.error(f"{flag} must be a positive multiple of 2, got {val}")
+    if a.workers is not None and a.workers < 1:
+        ap.error(f"--workers must be at least 1, got {a.workers}")
+    try:
+        out = generate_dataset(a.out, a.preset, a.seed, a.height, a.width, a.workers, not a.no_progress)
+    except Lab4Error as e:
+        print(f"lab4-synth: error: {e}", file=sys.stderr)
+        return 2
+    p = SYNTH_PRESETS[a.preset]
+    print(f"lab4-synth: wrote {p.n_train} train, {p.n_val} val, {p.n_test}x{p.test_len} test frames to {out}")
+    return 0
+
+
+# ---- lab4-sweep ------------------------------------------------------------------------------
+def sweep_main(argv=None) -> int:
+    """lab4-sweep: lab4-train's flags, any with comma-separated values; one run per combination."""
+    import pandas as pd
+    from .sweep import __doc__ as sweep_doc, sweep
+    ap = argparse.ArgumentParser(prog="lab4-sweep", description=sweep_doc.split("\n\n")[0],
+                                 epilog="Every other flag is lab4-train's (see lab4-train --help).")
+    ap.add_argument("--runs_per_gpu", type=int, default=3, help="concurrent runs per GPU (default 3)")
+    own, rest = ap.parse_known_args(argv)
+    try:
+        table = sweep(rest, own.runs_per_gpu)
+    except Lab4Error as e:
+        print(f"lab4-sweep: error: {e}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(table.drop(columns="folder").to_string(index=False))
+    failed = table["status"].str.startswith("FAILED").sum()
+    if failed:
+        print(f"lab4-sweep: {failed} of {len(table)} runs failed (their train.log says why)", file=sys.stderr)
+    return 1 if failed else 0

@@ -17,6 +17,32 @@ CHECKPOINT_VERSION = 5          # 2: + train_state_dict, ema_n when --ema averag
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
+# ---- the Kaggle protocol (LAB4_SPEC.md section 4): defined here once, imported everywhere ----
+SEQ_LEN = 630             # frames of the val video and of each test sequence (frame 0 is given)
+LAST_SCORED = 600         # Kaggle scores frames 1..LAST_SCORED of each sequence
+N_TEST_SEQUENCES = 5      # test sequences in submission.csv (5 x 630 = 3,150 rows)
+N_PUBLIC = 3              # sequences 0..2 make the public score, 3..4 the private one
+
+# ---- the allowed values of each choice flag: the command line, validation and the modules read these ----
+CHOICES: dict[str, tuple[str, ...]] = {
+    "optim": ("Adam", "AdamW"),
+    "kl_anneal_type": ("Cyclical", "Monotonic", "None"),
+    "lr_scheduler": ("multistep", "cosine", "constant"),
+    "kl_reduction": ("sum", "mean"),
+    "tf_coin": ("batch", "epoch"),
+    "init_output": ("data", "default"),
+    "init_posterior": ("prior", "default"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "prior": ("fixed", "learned"),     # N(0, I) as the template; p(z_t | x_{t-1}, p_t) as SVG-LP
+    "z": ("sample", "mean"),           # how a rollout takes z from the prior
+}
+
+
+def refuse_unknown_choice(name: str, value) -> None:
+    """A value of a choice flag outside CHOICES[name] is one line naming the flag and the choices."""
+    if value not in CHOICES[name]:
+        raise ValueError(f"--{name} {value!r}: expected one of {', '.join(CHOICES[name])}")
+
 
 @dataclass
 class TrainConfig:
@@ -35,7 +61,7 @@ class TrainConfig:
     per_save: int = 3               # write epoch=<N>.ckpt every this many epochs
     partial: float = 1.0            # fraction of the training frames used
     train_vi_len: int = 16          # frames per training sequence
-    val_vi_len: int = 630           # frames of the validation rollout
+    val_vi_len: int = SEQ_LEN       # frames of the validation rollout
     frame_H: int = 32               # model input height
     frame_W: int = 64               # model input width
     F_dim: int = 128                # frame feature channels
@@ -172,3 +198,60 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
 def smoke_mode() -> bool:
     """True when the LAB4_SMOKE environment variable asks for the smoke preset."""
     return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+# ---- validation: bad values refused up front, one line each, before anything is written ----
+POSITIVE_INTS = ("batch_size", "num_epoch", "per_save", "train_vi_len", "val_vi_len", "val_every")
+FRACTIONS = ("partial", "fast_partial")
+MODULE_DIVISORS = (("F_dim", 8), ("D_out_dim", 8), ("L_dim", 4), ("N_dim", 4))   # the blocks divide by these
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse bad values up front as one Lab4Error line naming the flag and what was expected."""
+    from .errors import Lab4Error
+    from .schedules import kl_beta_schedule
+    try:
+        for name in CHOICES:
+            refuse_unknown_choice(name, getattr(cfg, name))
+        kl_beta_schedule(cfg)
+        for name in POSITIVE_INTS:
+            _expect(getattr(cfg, name) >= 1, name, cfg, "a positive integer")
+        for name in FRACTIONS:
+            _expect(0 < getattr(cfg, name) <= 1, name, cfg, "a fraction in (0, 1]")
+        for name in ("train_vi_len", "val_vi_len"):
+            _expect(getattr(cfg, name) >= 2, name, cfg, "at least 2 frames")
+        for name in ("lr", "grad_clip"):
+            _expect(getattr(cfg, name) > 0, name, cfg, "a positive number")
+        _expect(0 <= cfg.ema < 1, "ema", cfg, "a decay in [0, 1) (0: no weight averaging)")
+        _expect(0 <= cfg.tfr <= 1, "tfr", cfg, "a ratio in [0, 1]")
+        _expect(cfg.tfr_d_step >= 0, "tfr_d_step", cfg, "a decrease >= 0 per epoch")
+        for name, divisor in MODULE_DIVISORS:
+            value = getattr(cfg, name)
+            _expect(value >= divisor and value % divisor == 0, name, cfg,
+                    f"a positive multiple of {divisor} (the modules' blocks divide it)")
+    except ValueError as e:
+        raise Lab4Error(str(e)) from None
+    if not cfg.save_root:
+        raise Lab4Error("--save_root: required (the output folder)")
+
+
+def _expect(ok: bool, name: str, cfg: TrainConfig, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"--{name} {getattr(cfg, name)}: expected {expected}")
+
+
+def resolve_resume_config(cfg: TrainConfig, explicit: dict) -> TrainConfig:
+    """Resuming one of our checkpoints continues its config; flags given now (`explicit`) override it,
+    and model-size flags that differ from the checkpoint are refused. A template checkpoint has no
+    config: `cfg` stands."""
+    from .checkpoint import config_of, is_template_checkpoint, read_checkpoint, refuse_other_size
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    if is_template_checkpoint(ckpt):
+        return cfg
+    base = config_of(ckpt)
+    refuse_other_size(base, explicit, cfg.ckpt_path)
+    base.precision = "auto"                          # chosen again for the device it resumes on (or --precision)
+    for k, v in explicit.items():
+        setattr(base, k, v)
+    base.ckpt_path = cfg.ckpt_path
+    return base

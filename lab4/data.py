@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from .config import SEQ_LEN
 from .errors import Lab4Error
 from .files import atomic_path, write_text_atomic
+from .progress import progress_bar
 
-TEST_SEQUENCE_LEN = 630          # pose frames per test sequence (Kaggle)
 CACHE_VERSION = 1
 _FRAME_RE = re.compile(r"^frame(\d+)\.png$", re.IGNORECASE)
 
@@ -91,12 +91,17 @@ def paired_paths(img_dir: Path, label_dir: Path) -> tuple[list[Path], list[Path]
 
 
 # ---- decoding ------------------------------------------------------------------------------
+def resize_frame(im: Image.Image, H: int = 32, W: int = 64) -> np.ndarray:
+    """A PIL image -> uint8 (3, H, W): converted to RGB, resized with PIL's bilinear filter (as the
+    template's torchvision Resize does on PIL images). The one place the model's input size is made."""
+    return np.asarray(im.convert("RGB").resize((W, H), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
 def load_frame(path: Path, H: int = 32, W: int = 64) -> np.ndarray:
     """One PNG -> uint8 (3, H, W). Grayscale/RGBA/palette images are converted to RGB."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((W, H), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+            return resize_frame(im, H, W)
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as e:
         raise Lab4Error(f"{path}: unreadable or truncated PNG ({e})") from None
 
@@ -111,7 +116,7 @@ def decode_frames(paths: list[Path], H: int, W: int, workers: int = 1, desc: str
     out = np.empty((len(paths), 3, H, W), dtype=np.uint8)
     chunk = 256
     jobs = [(paths[i:i + chunk], H, W) for i in range(0, len(paths), chunk)]
-    bar = tqdm(total=len(paths), desc=desc, unit="png", leave=False, disable=len(paths) < 64)
+    bar = progress_bar(total=len(paths), desc=desc, unit="png", leave=False, show=len(paths) >= 64)
     if workers <= 1 or len(jobs) == 1:
         results = map(_load_many, jobs)
     else:
@@ -177,7 +182,7 @@ def cached_arrays(name: str, paths: list[Path], H: int, W: int, cache_dir: Path,
 @dataclass
 class Split:
     """Decoded frames of one split, uint8. train/val: images, labels (N, 3, H, W).
-    test: images (S, 3, H, W) first frames, labels (S, 630, 3, H, W)."""
+    test: images (S, 3, H, W) first frames, labels (S, SEQ_LEN, 3, H, W)."""
     name: str
     images: np.ndarray
     labels: np.ndarray
@@ -203,11 +208,11 @@ def load_split(DR, split: str, H: int = 32, W: int = 64, cache_dir=None, workers
     for k in seqs:
         firsts.append(list_frames(img_root / k)[0])
         lp = list_frames(label_root / k)
-        if len(lp) != TEST_SEQUENCE_LEN:
-            raise Lab4Error(f"{label_root / k}: {len(lp)} pose frames, expected {TEST_SEQUENCE_LEN}")
+        if len(lp) != SEQ_LEN:
+            raise Lab4Error(f"{label_root / k}: {len(lp)} pose frames, expected {SEQ_LEN}")
         label_paths += lp
     images = cached_arrays("test_img", firsts, H, W, cache, workers)
-    labels = cached_arrays("test_label", label_paths, H, W, cache, workers, shape=(len(seqs), TEST_SEQUENCE_LEN))
+    labels = cached_arrays("test_label", label_paths, H, W, cache, workers, shape=(len(seqs), SEQ_LEN))
     return Split("test", images, labels)
 
 
@@ -240,22 +245,3 @@ class SequenceBatches:
         idx = (seq_ids.to(self.images.device)[:, None] * self.seq_len
                + torch.arange(self.seq_len, device=self.images.device))          # (B, T)
         return self.images[idx].float().div_(255), self.labels[idx].float().div_(255)
-
-
-class DanceDataset(torch.utils.data.Dataset):
-    """The template's Dataset_Dance interface (item = (img_seq, label_seq) float (T, 3, H, W)),
-    served from the cache. For a DataLoader in user code; training does not need one."""
-
-    def __init__(self, DR, mode: str = "train", video_len: int = 16, partial: float = 1.0,
-                 H: int = 32, W: int = 64, cache_dir=None, workers: int = 1):
-        self.split = load_split(DR, mode, H, W, cache_dir, workers)
-        self.video_len = video_len
-        self.n = int(len(self.split.images) * partial) // video_len
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int):
-        sl = slice(index * self.video_len, (index + 1) * self.video_len)
-        to = lambda a: torch.from_numpy(np.ascontiguousarray(a[sl])).float() / 255
-        return to(self.split.images), to(self.split.labels)

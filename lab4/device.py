@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 import torch
 
+from .config import CHOICES
 from .errors import Lab4Error
 
 
@@ -43,9 +44,6 @@ def out_of_memory_as_error(what: str):
         raise Lab4Error(f"CUDA out of memory {what}") from None
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
 def device_words(device: torch.device) -> str:
     """' (NVIDIA H100, compute capability 9.0)' for a GPU, '' for the CPU: the first log line's."""
     if device.type != "cuda":
@@ -60,8 +58,8 @@ def choose_precision(requested: str, device: torch.device, amp: bool = True, cpu
     with a GradScaler). auto: on CUDA, bf16 from compute capability 8.0 (Ampere and later), fp16
     on 7.x (V100, T4: no native bfloat16), fp32 below (P100) or with --no-amp; on the CPU fp32,
     or bf16 with --cpu_amp. `capability` stands in for the GPU's (tests)."""
-    if requested not in PRECISIONS:
-        raise Lab4Error(f"--precision {requested!r}: expected one of {', '.join(PRECISIONS)}")
+    if requested not in CHOICES["precision"]:
+        raise Lab4Error(f"--precision {requested!r}: expected one of {', '.join(CHOICES['precision'])}")
     if device.type != "cuda":
         if requested == "fp16":
             raise Lab4Error("--precision fp16: for CUDA GPUs only (on the CPU: fp32, or bf16 = --cpu_amp)")
@@ -78,7 +76,15 @@ def choose_precision(requested: str, device: torch.device, amp: bool = True, cpu
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def precision_autocast(device: torch.device, precision: str):
-    """The autocast context of a precision (fp32: disabled)."""
+def autocast(device: torch.device, precision: str):
+    """The one autocast context of lab4: fp32 (disabled), bf16 or fp16 on `device`. Training uses its
+    chosen precision (`choose_precision`); rollouts use `rollout_precision`."""
     dtype = AUTOCAST_DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def rollout_precision(device: torch.device, cpu_amp: bool) -> str:
+    """Rollouts (validation, lab4-test): bf16 on the CPU with --cpu_amp (opt-in: ~1.9x on CPUs with
+    AVX512-BF16/AMX, slower without; it changes the numerics), else fp32. CUDA rollouts stay fp32:
+    cheap on a GPU, and the score is measured on them."""
+    return "bf16" if cpu_amp and device.type == "cpu" else "fp32"

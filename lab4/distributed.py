@@ -99,3 +99,21 @@ def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
     """A differentiable all-reduce sum (its backward sums the gradients too): BatchNorm statistics."""
     from torch.distributed.nn.functional import all_reduce
     return all_reduce(t)
+
+
+def batch_norm_over_ranks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+    """Training-mode batch norm of x (B_rank, K, H, W) with each channel's statistics over every rank's
+    rows (a differentiable all-reduce of the sums): the normalisation one process would apply to the
+    whole batch. Returns (normed, (mean, unbiased var) of the K channels, detached)."""
+    xd = x.double()                                           # E[x^2] - E[x]^2 cancels badly in fp32
+    K = xd.shape[1]
+    local = torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)),
+                       xd.new_full((1,), xd.shape[0] * xd.shape[2] * xd.shape[3])])
+    total = sum_over_ranks(local)
+    n = total[-1]
+    mean = total[:K] / n
+    var = (total[K:2 * K] / n - mean * mean).clamp_min(0)     # biased, as batch norm normalises
+    scale = (torch.rsqrt(var + eps) * weight.double()).float()
+    shift = (bias.double() - mean * torch.rsqrt(var + eps) * weight.double()).float()
+    normed = x.float() * scale[None, :, None, None] + shift[None, :, None, None]
+    return normed.to(x.dtype), (mean.float().detach(), (var * n / (n - 1).clamp_min(1)).float().detach())

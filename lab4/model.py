@@ -28,18 +28,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import refuse_unknown_choice
 from .modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
-
-PRIORS = ("fixed", "learned")      # N(0, I) as the template; p(z_t | x_{t-1}, p_t) as SVG-LP
-Z_MODES = ("sample", "mean")       # how a rollout takes z from the prior
 
 
 class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
-                 sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False):
+                 sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False,
+                 time_chunk: int = 8, compile_rollout: bool = False, world=None):
         super().__init__()
-        if prior not in PRIORS:
-            raise ValueError(f"--prior {prior!r}: expected one of {', '.join(PRIORS)}")
+        refuse_unknown_choice("prior", prior)
         self.frame_transformation = RGB_Encoder(3, F_dim)
         self.label_transformation = Label_Encoder(3, L_dim)
         self.Gaussian_Predictor = Gaussian_Predictor(F_dim + L_dim, N_dim)
@@ -50,15 +48,20 @@ class VideoCVAE(nn.Module):
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.colour_anchor = colour_anchor    # the output adds the first frame's mean colour (`anchor_of`)
-        self.time_chunk = 8                   # time steps per batched call in `forward` (0: all)
-        self.compile_rollout = False          # rollouts run `rollout_step` under torch.compile (--compile)
-        self.world = None                     # data-parallel training (lab4.distributed.World): this rank's
+        self.time_chunk = time_chunk          # time steps per batched call in `forward` (0: all)
+        self.compile_rollout = compile_rollout  # rollouts run `rollout_step` under torch.compile (--compile)
+        self.world = world                    # data-parallel training (lab4.distributed.World): this rank's
                                               # rows of the global batch's noise and BatchNorm statistics
 
     @classmethod
-    def from_config(cls, cfg) -> "VideoCVAE":
+    def from_config(cls, cfg, device: torch.device | None = None, world=None) -> "VideoCVAE":
+        """The model a config describes, complete: --time_chunk -1 means 8 on the CPU and all of a
+        sequence on CUDA; `world` (lab4.distributed.World) only for data-parallel training."""
+        on_cuda = device is not None and torch.device(device).type == "cuda"
+        time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (0 if on_cuda else 8)
         return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output,
-                   prior=cfg.prior, colour_anchor=cfg.colour_anchor)
+                   prior=cfg.prior, colour_anchor=cfg.colour_anchor, time_chunk=time_chunk,
+                   compile_rollout=cfg.compile, world=world)
 
     @property
     def prior(self) -> str:
@@ -88,7 +91,8 @@ class VideoCVAE(nn.Module):
                                   training=True, momentum=0.0, eps=bn.eps)
             stats = None
         else:                                                 # statistics over every rank's sequences
-            normed, stats = _batch_norm_over_ranks(grouped, bn.weight.repeat(T), bn.bias.repeat(T), bn.eps)
+            from .distributed import batch_norm_over_ranks
+            normed, stats = batch_norm_over_ranks(grouped, bn.weight.repeat(T), bn.bias.repeat(T), bn.eps)
         if bn.track_running_stats:
             _update_running_stats(bn, h.detach().view(B, T, C, H, W), stats)
         out = res(act(normed.view(B * T, C, H, W)))
@@ -245,115 +249,6 @@ def compiled_rollout_step(device: torch.device):
         torch.compiler.cudagraph_mark_step_begin()
         return graphed(model, prev, label_feat, eps, anchor).clone()
     return step
-
-
-# ---- weight averaging -------------------------------------------------------------------
-def weight_average(model: VideoCVAE, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """An exponential moving average of the weights (torch's AveragedModel): after each step
-    avg <- d * avg + (1 - d) * w with d = min(decay, (1 + n) / (10 + n)) after n updates, so that
-    the average follows the fast early changes and settles to `decay` (0.98: about the last 50
-    steps). The 630-frame rollout is sensitive to the last few steps' weights; their average scores
-    higher and steadier (benchmarks/RESULTS.md). BatchNorm buffers are recalibrated, not averaged."""
-    def update(averaged: list, current: list, n) -> None:
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        torch._foreach_lerp_(averaged, current, 1.0 - d)
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=False)
-
-
-# ---- initialisation from the data --------------------------------------------------------
-@torch.no_grad()
-def init_output_head(model: VideoCVAE, mean_rgb, weight_scale: float | None = None) -> None:
-    """Start the Generator where the data is: its last 1x1 conv's bias becomes the training
-    frames' mean colour (through the inverse of the output bound: logit for the sigmoid head), so
-    the first predictions already have the data's brightness instead of sigmoid(0) = 0.5 (or ~0
-    unbounded). A bright studio sits near 0.9, where a sigmoid head started at 0 needs hundreds of
-    steps of vanishing gradients to arrive. The sigmoid head keeps PyTorch's weights (scale 1):
-    shrinking them x0.1, as lab4 did before, only slowed the start (RESULTS 6g: quick 25.9 -> 26.3 dB
-    end, template flags 24.96 -> 25.45 dB, synth-quality seed 1). The unbounded head still shrinks
-    them x0.1: its features are >= 0 after LeakyReLU, so full weights shift the start by ~0.3."""
-    if weight_scale is None:
-        weight_scale = 1.0 if model.sigmoid_output else 0.1
-    head = model.Generator[-1]                                          # Conv2d(D/8 -> 3, 1x1)
-    mean = torch.as_tensor(mean_rgb, dtype=torch.float32).clamp(0.02, 0.98)   # (3,)
-    if model.colour_anchor:                                             # the anchor supplies the colour
-        head.bias.zero_()
-    else:
-        head.bias.copy_(torch.logit(mean) if model.sigmoid_output else mean)
-    head.weight.mul_(weight_scale)
-
-
-@torch.no_grad()
-def init_posterior_at_prior(model: VideoCVAE, weight_scale: float = 0.01) -> None:
-    """Start q(z | x, p) at N(0, I): the Gaussian_Predictor's last 1x1 conv (-> mu, logvar) gets
-    zero bias and weights shrunk by `weight_scale`. At PyTorch's default initialisation the KL,
-    summed over the 12x32x64 latents as the template does, starts near 10^3 with a gradient
-    ~10^4 times the MSE's; after clipping at norm 1 the first steps then learn almost nothing but
-    the KL. Started at the prior, the KL starts near 0 and its gradient is ~400x smaller (full dims:
-    norm 5,190 -> 12), so the reconstruction's share of the clipped step grows by as much.
-    A learned prior p(z | x_{t-1}, p) starts at N(0, I) the same way."""
-    for predictor in (model.Gaussian_Predictor, model.learned_prior):
-        if predictor is not None:
-            head = predictor[-1]                                        # Conv2d(N -> 2N, 1x1)
-            head.weight.mul_(weight_scale)
-            head.bias.zero_()
-
-
-@torch.no_grad()
-def recalibrate_label_batchnorm(model: VideoCVAE, labels: torch.Tensor, max_frames: int = 2048) -> None:
-    """Set the Label_Encoder BatchNorm's running statistics to the statistics of its input under
-    the current weights, over up to `max_frames` training pose images spread evenly over the set
-    ("precise BatchNorm"). Why: a pose image is white but for a thin skeleton, so the conv before
-    the BatchNorm outputs nearly a constant per channel (std ~0.01 around a mean ~0.5), and the
-    running mean, updated during the forward pass of a step whose optimizer update then moves the
-    weights, lags the weights by one step: a lag of 0.01 is most of a standard deviation, the
-    normalised pose features at inference are shifted everywhere, and the rollout (BatchNorm in eval
-    mode) decodes a blank frame while training, on batch statistics, looks fine.
-    labels: (N, 3, H, W) tensor, uint8 or float in [0, 1], on any device."""
-    pad, conv, bn = (model.label_transformation[i] for i in range(3))
-    if not isinstance(bn, nn.BatchNorm2d) or not bn.track_running_stats:
-        return
-    device = conv.weight.device
-    idx = torch.linspace(0, len(labels) - 1, min(max_frames, len(labels))).round().long()
-    total = sq = None
-    count = 0
-    for chunk in idx.split(256):
-        p = labels[chunk.to(labels.device)].to(device)                   # (n, 3, H, W)
-        p = p.float() / 255 if p.dtype == torch.uint8 else p.float()
-        h = conv(pad(p)).double()                                          # (n, C, H, W)
-        s, s2 = h.sum(dim=(0, 2, 3)), h.pow(2).sum(dim=(0, 2, 3))
-        total, sq = (s, s2) if total is None else (total + s, sq + s2)
-        count += h.shape[0] * h.shape[2] * h.shape[3]
-    mean = total / count
-    var = (sq / count - mean.pow(2)).clamp_min(0) * count / max(count - 1, 1)   # unbiased, as BatchNorm keeps
-    bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
-    bn.running_var.copy_(var.to(bn.running_var.dtype))
-
-
-def _batch_norm_over_ranks(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
-    """Training-mode batch norm of x (B_rank, K, H, W) with each channel's statistics over every rank's
-    rows (a differentiable all-reduce of the sums): the normalisation one process would apply to the
-    whole batch. Returns (normed, (mean, unbiased var) of the K channels, detached)."""
-    from .distributed import sum_over_ranks
-    xd = x.double()                                           # E[x^2] - E[x]^2 cancels badly in fp32
-    K = xd.shape[1]
-    local = torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)),
-                       xd.new_full((1,), xd.shape[0] * xd.shape[2] * xd.shape[3])])
-    total = sum_over_ranks(local)
-    n = total[-1]
-    mean = total[:K] / n
-    var = (total[K:2 * K] / n - mean * mean).clamp_min(0)     # biased, as batch norm normalises
-    scale = (torch.rsqrt(var + eps) * weight.double()).float()
-    shift = (bias.double() - mean * torch.rsqrt(var + eps) * weight.double()).float()
-    normed = x.float() * scale[None, :, None, None] + shift[None, :, None, None]
-    return normed.to(x.dtype), (mean.float().detach(), (var * n / (n - 1).clamp_min(1)).float().detach())
-
-
-def autocast_for(device: torch.device, *, cpu_amp: bool = False):
-    """The autocast context of lab4's CPU paths (disabled: plain fp32): bfloat16 on the CPU only with
-    cpu_amp (--cpu_amp, opt-in: ~1.9x on CPUs with AVX512-BF16/AMX, slower on CPUs without; it changes
-    the numerics). Rollouts on CUDA stay fp32 (cheap on a GPU, and the score is measured on them);
-    CUDA training picks its precision with lab4.device.precision_autocast."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cpu_amp and device.type == "cpu")
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from .config import TrainConfig
+from .config import LAST_SCORED, SEQ_LEN, TrainConfig
 from .files import atomic_path
 from .schedules import kl_beta_schedule, teacher_forcing_ratio
 from .score import to_uint8
@@ -187,9 +187,8 @@ def plot_runs_per_frame(per_frame: pd.DataFrame, smooth: int = 15, title: str = 
 
 
 def plot_sample_spread(per_frame: pd.DataFrame, copy_first: float | None = None):
-    """Each run's Kaggle-protocol val PSNR (frames 1..600) for each of its K z-samples (dots) and
+    """Each run's Kaggle-protocol val PSNR (frames 1..LAST_SCORED) for each of its K z-samples (dots) and
     for z = the prior's mean (a diamond): the spread of the prior-z score against the gap between runs."""
-    from .score import LAST_SCORED
     scored = per_frame[(per_frame["frame"] >= 1) & (per_frame["frame"] <= LAST_SCORED) & (per_frame["z"] != "-")]
     scores = scored.groupby(["run", "z", "seed"], sort=False)["psnr"].mean().reset_index()
     names = list(dict.fromkeys(scores["run"]))
@@ -202,7 +201,7 @@ def plot_sample_spread(per_frame: pd.DataFrame, copy_first: float | None = None)
                    zorder=3, label="z = prior mean")
         if copy_first is not None:
             ax.axvline(copy_first, color="grey", ls="--", lw=1, label=f"copy first frame {copy_first:.2f} dB")
-        ax.set(xlabel="val PSNR, frames 1..600 (dB)", ylabel="",
+        ax.set(xlabel=f"val PSNR, frames 1..{LAST_SCORED} (dB)", ylabel="",
                title="val PSNR of each z-sample (dots) and of z = the prior's mean (diamond)")
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
@@ -324,8 +323,8 @@ def plot_video_grid(videos: dict, n: int = 8, title: str | None = None):
     return fig
 
 
-def plot_sequence_psnr(psnr_rows: np.ndarray, baseline_rows: np.ndarray | None = None, seq_len: int = 630,
-                       last_scored: int = 600):
+def plot_sequence_psnr(psnr_rows: np.ndarray, baseline_rows: np.ndarray | None = None, seq_len: int = SEQ_LEN,
+                       last_scored: int = LAST_SCORED):
     """Per-frame PSNR of a submission, one panel per test sequence; the frames Kaggle does not
     score (the given frame 0 and frames after `last_scored`) are shaded."""
     psnr = np.asarray(psnr_rows).reshape(-1, seq_len)
@@ -377,3 +376,11 @@ def _fig_ax(ax, size):
         fig, ax = plt.subplots(figsize=size)
         return fig, ax
     return ax.figure, ax
+
+
+def save_loss_curves(metrics: pd.DataFrame, path: Path) -> Path | None:
+    """A run's loss_curves.png (plot_loss_curves of its metrics.csv), written atomically."""
+    fig = plot_loss_curves(metrics)
+    out = save_figure(fig, path.parent, path.name, dpi=110)
+    plt.close(fig)
+    return out

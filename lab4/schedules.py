@@ -9,9 +9,7 @@ import math
 
 import numpy as np
 
-from .config import TrainConfig
-
-KL_ANNEAL_TYPES = ("Cyclical", "Monotonic", "None")
+from .config import TrainConfig, refuse_unknown_choice
 
 
 def frange_cycle_linear(n_iter: int, start: float = 0.0, stop: float = 1.0, n_cycle: int = 4,
@@ -56,8 +54,7 @@ def frange_cycle_reaching(n_iter: int, start: float = 0.0, stop: float = 1.0, n_
 def kl_beta_schedule(cfg: TrainConfig) -> np.ndarray:
     """One beta per epoch for cfg.kl_anneal_type (Cyclical, Monotonic, None)."""
     n = cfg.num_epoch
-    if cfg.kl_anneal_type not in KL_ANNEAL_TYPES:
-        raise ValueError(f"--kl_anneal_type {cfg.kl_anneal_type!r}: expected one of {', '.join(KL_ANNEAL_TYPES)}")
+    refuse_unknown_choice("kl_anneal_type", cfg.kl_anneal_type)
     if cfg.kl_anneal_type == "None":
         return np.ones(n)
     cycles = cfg.kl_anneal_cycle if cfg.kl_anneal_type == "Cyclical" else 1
@@ -81,23 +78,21 @@ def teacher_forcing_coin(cfg: TrainConfig, epoch: int, batch_coin) -> bool:
     """Whether a batch is teacher-forced. cfg.tf_coin "batch": one coin per batch (`batch_coin`,
     a uniform draw in [0, 1)); "epoch": one coin per epoch, as the template tosses it, drawn from a
     generator seeded by (seed, epoch) so a resumed epoch gets the same coin."""
+    refuse_unknown_choice("tf_coin", cfg.tf_coin)
     tfr = teacher_forcing_ratio(cfg, epoch)
     if cfg.tf_coin == "epoch":
         import torch
         g = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
         return bool(torch.rand((), generator=g) < tfr)
-    if cfg.tf_coin != "batch":
-        raise ValueError(f"--tf_coin {cfg.tf_coin!r}: expected batch or epoch")
     return bool(batch_coin < tfr)
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     """Learning rate for (0-based) `epoch`."""
+    refuse_unknown_choice("lr_scheduler", cfg.lr_scheduler)
     if cfg.lr_scheduler == "multistep":  # the template's MultiStepLR(milestones=[2, 5], gamma=0.1)
         return cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.lr_milestones)
     if cfg.lr_scheduler == "cosine":
         t = min(epoch, cfg.num_epoch) / max(1, cfg.num_epoch)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
-    if cfg.lr_scheduler == "constant":
-        return cfg.lr
-    raise ValueError(f"--lr_scheduler {cfg.lr_scheduler!r}: expected multistep, cosine or constant")
+    return cfg.lr                        # constant

@@ -6,27 +6,23 @@ is one (3, 32, 64) frame flattened channel-first, as integers rint(x * 255) in 0
 
 Score: for rows i with i % 630 != 0 and i % 630 <= 600 (frames 1..600 of each sequence),
 PSNR_i = 20 log10(255) - 10 log10(MSE_i) over the 6,144 values; the score is their mean.
-Public = sequences 0-2, private = sequences 3-4. A frame equal to the solution (MSE 0) counts
-as PSNR_CAP dB instead of infinity.
+Public = sequences 0-2, private = sequences 3-4 (the constants are lab4.config's). A frame equal
+to the solution (MSE 0) counts as PSNR_CAP dB instead of infinity.
 
-    lab4-score --solution GT.csv --submission SUB.csv [--baseline]
+    lab4-score --solution GT.csv --submission SUB.csv [--baseline]      (lab4/cli.py)
 """
 from __future__ import annotations
 
-import argparse
 import zipfile
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .config import LAST_SCORED, N_PUBLIC, N_TEST_SEQUENCES, SEQ_LEN
 from .errors import Lab4Error
 from .files import atomic_path
 
-SEQ_LEN = 630          # rows per sequence
-LAST_SCORED = 600      # frames 1..600 of each sequence are scored
-N_PUBLIC = 3           # sequences 0..2 are the public part
 PSNR_CAP = 100.0       # dB for a frame with zero error
 
 
@@ -55,7 +51,7 @@ def write_submission(frames, path) -> Path:
     return Path(path)
 
 
-def read_submission(path, n_rows: int | None = 5 * SEQ_LEN, n_values: int = 3 * 32 * 64) -> np.ndarray:
+def read_submission(path, n_rows: int | None = N_TEST_SEQUENCES * SEQ_LEN, n_values: int = 3 * 32 * 64) -> np.ndarray:
     """Read and validate a submission/solution CSV -> uint8 rows (n, n_values). Raises
     Lab4Error naming the file and what is wrong (header, row count, ids, value range)."""
     path = Path(path)
@@ -149,28 +145,3 @@ def ssim_per_frame(pred, gt) -> np.ndarray:
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim
     a, b = (torch.from_numpy(to_uint8(x)).double() / 255.0 for x in (pred, gt))     # (T, 3, H, W) each
     return ssim(a, b, data_range=1.0, reduction="none").numpy().astype(np.float64)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="lab4-score", description="Score a submission.csv like Kaggle does.")
-    ap.add_argument("--solution", required=True,
-                    help="ground truth: a CSV in the submission format, or a uint8 .npy (S, T, 3, H, W) such as lab4-synth's test_solution.npy")
-    ap.add_argument("--submission", required=True, help="the submission.csv to score")
-    ap.add_argument("--baseline", action="store_true", help="also score copying the first frame")
-    args = ap.parse_args(argv)
-    try:
-        sol = read_solution(args.solution)
-        sub = read_submission(args.submission, n_rows=len(sol))
-        res = kaggle_score(sol, sub)
-    except Lab4Error as e:
-        print(f"lab4-score: error: {e}", file=sys.stderr)
-        return 2
-    print(f"score {res['score']:.3f} dB  (public {res['public']:.3f}, private {res['private']:.3f}, {res['frames']} frames)")
-    if args.baseline:
-        base = kaggle_score(sol, copy_first_frame(sol))
-        print(f"copy-first-frame baseline {base['score']:.3f} dB  -> model {res['score'] - base['score']:+.3f} dB")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

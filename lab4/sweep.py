@@ -15,7 +15,6 @@ ones from their last.ckpt.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import queue
@@ -161,25 +160,3 @@ def sweep(argv: list[str], runs_per_gpu: int = 3, log=print) -> pd.DataFrame:
     save_root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(save_root / "sweep.csv", table.to_csv(index=False))
     return table
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="lab4-sweep", description=__doc__.split("\n\n")[0],
-                                 epilog="Every other flag is lab4-train's (see lab4-train --help).")
-    ap.add_argument("--runs_per_gpu", type=int, default=3, help="concurrent runs per GPU (default 3)")
-    own, rest = ap.parse_known_args(argv)
-    try:
-        table = sweep(rest, own.runs_per_gpu)
-    except Lab4Error as e:
-        print(f"lab4-sweep: error: {e}", file=sys.stderr)
-        return 2
-    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
-        print(table.drop(columns="folder").to_string(index=False))
-    failed = table["status"].str.startswith("FAILED").sum()
-    if failed:
-        print(f"lab4-sweep: {failed} of {len(table)} runs failed (their train.log says why)", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,22 +16,22 @@ pose, the video's appearance), so a model given frame 0 and the poses can predic
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing
 import os
 import pathlib
 import shutil
-import sys
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
-
+from .config import N_TEST_SEQUENCES, SEQ_LEN
+from .data import resize_frame
 from .errors import Lab4Error
+from .files import atomic_path, write_text_atomic
+from .progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ class SynthPreset:
 
 
 PRESETS: dict[str, SynthPreset] = {
-    "mini": SynthPreset(320, 630, 5, 630, 128, 256),
-    "demo": SynthPreset(3000, 630, 5, 630, 256, 512),
-    "full": SynthPreset(23410, 630, 5, 630, 512, 1024),
+    "mini": SynthPreset(320, SEQ_LEN, N_TEST_SEQUENCES, SEQ_LEN, 128, 256),
+    "demo": SynthPreset(3000, SEQ_LEN, N_TEST_SEQUENCES, SEQ_LEN, 256, 512),
+    "full": SynthPreset(23410, SEQ_LEN, N_TEST_SEQUENCES, SEQ_LEN, 512, 1024),
 }
 MODEL_HW = (32, 64)   # what the model's loader resizes every frame to
 CHUNK = 48            # frames per worker task
@@ -412,8 +412,8 @@ def render_video(n_frames: int, seed: int, height: int,
 
 
 def to_model(img: Image.Image) -> np.ndarray:
-    """Resize exactly as the model's loader does: (3, 32, 64) uint8."""
-    return np.asarray(img.resize(MODEL_HW[::-1], Image.BILINEAR), np.uint8).transpose(2, 0, 1)
+    """Resize exactly as the model's loader does (lab4.data.resize_frame): (3, 32, 64) uint8."""
+    return resize_frame(img, *MODEL_HW)
 
 
 # ---------------------------------------------------------------- dataset writer
@@ -432,10 +432,9 @@ class Task:
 
 
 def _save(img: Image.Image, path: str) -> None:
-    """Write a PNG under a temporary name first so no half-written file carries a final name."""
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    img.save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    """Write a PNG atomically (lab4.files): no half-written file carries a final name."""
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG", compress_level=1)
 
 
 def _work(t: Task):
@@ -498,9 +497,7 @@ def _tasks(cfg: SynthPreset, seed: int, H: int, W: int, out: pathlib.Path):
 
 
 def _write_json(out: pathlib.Path, info: dict) -> None:
-    tmp = out / ".synth.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, out / "synth.json")
+    write_text_atomic(out / "synth.json", json.dumps(info, indent=2) + "\n")
 
 
 def generate_dataset(out_dir, preset="mini", seed=0, height=None, width=None, workers=None,
@@ -523,8 +520,8 @@ def generate_dataset(out_dir, preset="mini", seed=0, height=None, width=None, wo
             "train_video_lengths": lengths, "model_hw": list(MODEL_HW), "complete": False}
     _write_json(out, info)
     solution = np.zeros((cfg.n_test, cfg.test_len, 3) + MODEL_HW, np.uint8)
-    with tqdm(total=sum(len(t.video.params) for t in tasks), unit="frame", disable=not progress,
-              desc=f"lab4-synth {preset}") as bar:
+    with progress_bar(total=sum(len(t.video.params) for t in tasks), unit="frame", show=progress,
+                      desc=f"lab4-synth {preset}") as bar:
         pool = multiprocessing.Pool(workers) if workers > 1 else None
         try:   # each worker renders and saves its own frame ranges; results arrive in any order
             for seq, start, small, n in (pool.imap_unordered(_work, tasks) if pool
@@ -536,40 +533,7 @@ def generate_dataset(out_dir, preset="mini", seed=0, height=None, width=None, wo
             if pool is not None:
                 pool.terminate()
                 pool.join()
-    tmp = out / ".test_solution.tmp.npy"
-    np.save(tmp, solution)
-    os.replace(tmp, out / "test_solution.npy")
+    with atomic_path(out / "test_solution.npy") as tmp:
+        np.save(tmp, solution)
     _write_json(out, {**info, "complete": True})
     return out
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="lab4-synth", description="Write a synthetic Lab 4 dataset "
-                                 "(same layout as the Kaggle data) plus test_solution.npy.")
-    ap.add_argument("--out", required=True,
-                    help="output folder (new, empty, or a previous synth output)")
-    ap.add_argument("--preset", default="mini", choices=sorted(PRESETS))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--height", type=int, help="native PNG height (default: the preset's)")
-    ap.add_argument("--width", type=int, help="native PNG width (default: the preset's)")
-    ap.add_argument("--workers", type=int, help="processes (default: all cores)")
-    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    a = ap.parse_args(argv)
-    for flag, val in (("--height", a.height), ("--width", a.width)):
-        if val is not None and (val <= 0 or val % 2):
-            ap.error(f"{flag} must be a positive multiple of 2, got {val}")
-    if a.workers is not None and a.workers < 1:
-        ap.error(f"--workers must be at least 1, got {a.workers}")
-    try:
-        out = generate_dataset(a.out, a.preset, a.seed, a.height, a.width, a.workers, not a.no_progress)
-    except Lab4Error as e:
-        print(f"lab4-synth: error: {e}", file=sys.stderr)
-        return 2
-    cfg = PRESETS[a.preset]
-    print(f"lab4-synth: wrote {cfg.n_train} train, {cfg.n_val} val, {cfg.n_test}x{cfg.test_len} "
-          f"test frames to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

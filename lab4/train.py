@@ -1,6 +1,7 @@
 """Training: the CVAE loss over 16-frame sequences with KL annealing and teacher forcing.
 
     lab4-train --DR <data> --save_root <ckpts> [--fast_train] [template flags] [--preset NAME]
+    train(make_config("demo", DR=..., save_root=...))          # the same from Python
 
 Writes to --save_root: config.json, metrics.csv (one row per epoch: loss, mse, kl, beta, tfr,
 lr, val_psnr, ...), last.ckpt, best.ckpt (highest val PSNR), epoch=<N>.ckpt every --per_save
@@ -12,31 +13,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed, tensorboard
-from .checkpoint import (config_of, is_template_checkpoint, load_weights, non_finite_tensors, read_checkpoint,
-                         refuse_other_size, save_checkpoint)
-from .config import CHECKPOINT_VERSION, TrainConfig
+from .checkpoint import (build_checkpoint, is_template_checkpoint, load_weights, non_finite_tensors, read_checkpoint,
+                         rng_state, save_checkpoint, set_rng_state)
+from .config import TrainConfig, check_config
 from .data import SequenceBatches, load_split
+from .device import autocast, choose_precision, device_words, select_device
 from .errors import Lab4Error
-from .files import write_text_atomic
-from .memory import keep_freed_memory
-from .device import choose_precision, device_words, out_of_memory_as_error, precision_autocast, select_device
-from .infer import copy_first_psnr, kaggle_mean, validate, write_validation_outputs
-from .model import (PRIORS, Z_MODES, VideoCVAE, cvae_loss, init_output_head,
-                    init_posterior_at_prior, recalibrate_label_batchnorm, weight_average)
+from .evaluate import copy_first_psnr, kaggle_mean, validate, validation_words, write_validation_outputs
+from .files import move_old_run_aside, write_text_atomic
+from .interrupt import SigintFlag, TrainingInterrupted
+from .model import VideoCVAE, cvae_loss
+from .progress import progress_bar
 from .schedules import kl_beta_schedule, learning_rate, teacher_forcing_coin, teacher_forcing_ratio
+from .weights import initialise_from_data, recalibrate_label_batchnorm, weight_average
 
 SUM_KEYS = ("loss", "mse", "kl", "tf_steps", "steps")
 
@@ -49,130 +46,13 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     raise Lab4Error(f"--optim {cfg.optim!r}: expected Adam or AdamW")
 
 
-def initialise_from_data(model: VideoCVAE, cfg: TrainConfig, train_split) -> None:
-    """The start of a fresh run (not a resume): the output head at the training frames' mean
-    colour, the posterior at the prior (lab4/model.py says why); each can be switched off."""
-    if cfg.init_output == "data":
-        init_output_head(model, train_split.images.mean(axis=(0, 2, 3)) / 255.0)   # (3,) in [0, 1]
-    if cfg.init_posterior == "prior":
-        init_posterior_at_prior(model)
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Refuse bad values up front, one line each, before anything is written."""
-    try:
-        kl_beta_schedule(cfg)
-        learning_rate(cfg, 0)
-        teacher_forcing_coin(cfg, 0, 0.0)
-    except ValueError as e:
-        raise Lab4Error(str(e)) from None
-    for name in ("batch_size", "num_epoch", "per_save", "train_vi_len", "val_vi_len", "val_every"):
-        if getattr(cfg, name) < 1:
-            raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a positive integer")
-    for name in ("partial", "fast_partial"):
-        if not 0 < getattr(cfg, name) <= 1:
-            raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a fraction in (0, 1]")
-    for name, choices in (("init_output", ("data", "default")), ("init_posterior", ("prior", "default")),
-                          ("prior", PRIORS), ("z", Z_MODES)):
-        if getattr(cfg, name) not in choices:
-            raise Lab4Error(f"--{name} {getattr(cfg, name)!r}: expected one of {', '.join(choices)}")
-    for name, low in (("train_vi_len", 2), ("val_vi_len", 2)):
-        if getattr(cfg, name) < low:
-            raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected at least {low} frames")
-    for name in ("lr", "grad_clip"):
-        if not getattr(cfg, name) > 0:
-            raise Lab4Error(f"--{name} {getattr(cfg, name)}: expected a positive number")
-    if not 0 <= cfg.ema < 1:
-        raise Lab4Error(f"--ema {cfg.ema}: expected a decay in [0, 1) (0: no weight averaging)")
-    if not 0 <= cfg.tfr <= 1:
-        raise Lab4Error(f"--tfr {cfg.tfr}: expected a ratio in [0, 1]")
-    if not cfg.tfr_d_step >= 0:
-        raise Lab4Error(f"--tfr_d_step {cfg.tfr_d_step}: expected a decrease >= 0 per epoch")
-    for name, multiple in (("F_dim", 8), ("D_out_dim", 8), ("L_dim", 4), ("N_dim", 4)):
-        value = getattr(cfg, name)
-        if value < multiple or value % multiple:   # the encoders/decoder divide these by up to 8 (4)
-            raise Lab4Error(f"--{name} {value}: expected a positive multiple of {multiple} (the modules' "
-                            f"blocks divide it)")
-    if not cfg.save_root:
-        raise Lab4Error("--save_root: required (the output folder)")
-
-
-def _rng_state(device: torch.device) -> dict:
-    """The CPU generator's state and, on CUDA, that of the one device the run uses (not every GPU's:
-    a run saved on an 8-GPU machine resumes on a 1-GPU one)."""
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if device.type == "cuda" and cuda is not None:
-        if isinstance(cuda, (list, tuple)):          # checkpoint version <= 3: every GPU's state; the
-            cuda = cuda[0] if cuda else None         # run used the first (--device cuda), as every rank now
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, device)
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; `saved` is the checkpoint that holds the run (None: none yet)."""
-
-    def __init__(self, saved: Path | None):
-        super().__init__()
-        self.saved = saved
-
-
-class _SigintFlag(threading.Event):
-    """Within `with _SigintFlag()`, Ctrl-C sets this flag; the loop stops at the next step
-    boundary (so a checkpoint never holds half a step). A second Ctrl-C interrupts at once,
-    except inside `shielded()` blocks (applying a step, writing checkpoints), which finish
-    first. The previous handler is back on any exit, an exception's included."""
-
-    def __init__(self):
-        super().__init__()
-        self._old, self._shield_depth, self._done = None, 0, False
-        self.process_exits_after = False     # the CLI: once saved, ignore Ctrl-C until the process ends
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        self.restore()
-
-    @contextmanager
-    def shielded(self):
-        self._shield_depth += 1
-        try:
-            yield
-        finally:
-            self._shield_depth -= 1
-
-    def ignore_more(self):
-        """The run is saved and on its way out: further Ctrl-Cs change nothing."""
-        self._done = True
-
-    def _handle(self, signum, frame):
-        if self.is_set() and not self._shield_depth and not self._done:
-            raise KeyboardInterrupt
-        self.set()
-
-    def restore(self):
-        if self._old is not None:
-            keep_ignoring = self._done and self.process_exits_after   # a late press: no traceback at exit
-            signal.signal(signal.SIGINT, signal.SIG_IGN if keep_ignoring else self._old)
-            self._old = None
-
-
 class Run:
     """One training run: its config, model, optimiser, data and where it stands (epoch, the
     next step within it, the epoch's running sums, the best val PSNR). train() is
     `Run(cfg).fit()`; each piece below is one named step of it, and each failure has one place:
     a bad config (check_config), resume (restore), a non-finite step (train_step), Ctrl-C
-    (fit/save_interrupted), writing (record_epoch, all atomic)."""
+    (fit/save_interrupted), writing (record_epoch, all atomic). progress=False: no bars for this run
+    (lab4.progress switches every bar off)."""
 
     def __init__(self, cfg: TrainConfig, progress: bool = True, on_step=None, log=print):
         check_config(cfg)
@@ -191,10 +71,7 @@ class Run:
             torch.backends.cudnn.benchmark = not cfg.deterministic
         self.save_root = Path(cfg.save_root)
         torch.manual_seed(cfg.seed)
-        model = VideoCVAE.from_config(cfg).to(self.device)
-        model.time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (8 if self.device.type == "cpu" else 0)
-        model.world = self.world if self.world.size > 1 else None
-        model.compile_rollout = cfg.compile                       # validation rollouts compiled too (the EMA copy inherits it)
+        model = VideoCVAE.from_config(cfg, self.device, self.world if self.world.size > 1 else None).to(self.device)
         self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
         self.optimizer = build_optimizer(cfg, self.model)
         self.epoch, self.batch, self.best = 0, 0, -math.inf      # the next step to take: (epoch, batch)
@@ -203,10 +80,10 @@ class Run:
         self.last_val = None                                     # (pred, psnr, written) of the last validation
         self.resume_rng = None                                   # RNG state before the step under way
         self.overwrite = False                                   # --overwrite: move an old run aside first
-        self.interrupted = _SigintFlag()
+        self.interrupted = SigintFlag()
         self.writer = None                                       # --tensorboard: a SummaryWriter
         self.ema, self._ema_state = None, None                   # --ema: the averaged weights (AveragedModel)
-        self.autocast = precision_autocast(self.device, self.precision)
+        self.autocast = autocast(self.device, self.precision)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None   # fp16 only
         self.forward_model = self.model                          # DistributedDataParallel(model) under torchrun
         if cfg.tensorboard:
@@ -239,7 +116,7 @@ class Run:
             self.epoch, self.batch = int(ckpt["epoch"]), int(ckpt.get("batch_in_epoch", 0))
             self.sums.update(ckpt.get("epoch_sums", {}))
             self.best = float(ckpt.get("best_val_psnr", -math.inf))
-            _set_rng_state(ckpt["rng"], self.device)
+            set_rng_state(ckpt["rng"], self.device)
             if self.scaler is not None and "grad_scaler" in ckpt:
                 self.scaler.load_state_dict(ckpt["grad_scaler"])
         if (self.save_root / "metrics.csv").exists():
@@ -252,7 +129,7 @@ class Run:
         self.train_split = load_split(cfg.DR, "train", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
         self.val_split = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
         if not cfg.ckpt_path:
-            initialise_from_data(self.model, cfg, self.train_split)
+            initialise_from_data(self.model, cfg, self.train_split.images)
         if cfg.ema > 0:
             self.ema = weight_average(self.model, cfg.ema)
             if self._ema_state is not None:
@@ -337,12 +214,12 @@ class Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        self.resume_rng = _rng_state(self.device)                 # where Ctrl-C would resume
-        bar = tqdm(range(self.batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
-                   disable=not self.progress, leave=False)
+        self.resume_rng = rng_state(self.device)                  # where Ctrl-C would resume
+        bar = progress_bar(range(self.batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
+                           show=self.progress, leave=False)
         with bar:
             for k in bar:
-                self.resume_rng = _rng_state(self.device)
+                self.resume_rng = rng_state(self.device)
                 loss_value = self.train_step(order[k * cfg.batch_size:(k + 1) * cfg.batch_size], beta)
                 if self.stop_requested():                          # Ctrl-C: stop at this step boundary
                     raise KeyboardInterrupt
@@ -409,7 +286,8 @@ class Run:
     def validate_into(self, row: dict) -> None:
         cfg = self.cfg
         pred, psnr = validate(self.inference_model, self.val_split, cfg.val_vi_len, seed=cfg.seed, progress=self.progress,
-                              cpu_amp=self.precision == "bf16", z_mode=cfg.z)   # the CPU's rollouts in bf16 too
+                              cpu_amp=self.precision == "bf16", z_mode=cfg.z,    # the CPU's rollouts in bf16 too
+                              what=f"the validation after epoch {row['epoch']}")
         row["val_psnr"], row["val_psnr_min"] = kaggle_mean(psnr), float(psnr[1:].min())
         written = (write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val", cfg.z)
                    if cfg.store_visualization else None)
@@ -420,16 +298,15 @@ class Run:
     # ---- writing --------------------------------------------------------------------------------
     def checkpoint(self, rng: dict | None = None) -> dict:
         """The run at (self.epoch, self.batch) in primitive types."""
-        cfg = self.cfg
-        averaged = {} if self.ema is None else {"train_state_dict": self.model.state_dict(),
-                                                 "ema_n": int(self.ema.n_averaged)}
-        return {"version": CHECKPOINT_VERSION, "format": "lab4", "config": cfg.to_dict(), **averaged,
-                "state_dict": self.inference_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "epoch": self.epoch, "batch_in_epoch": self.batch, "epoch_sums": dict(self.sums),
-                "best_val_psnr": self.best, "rng": rng if rng is not None else _rng_state(self.device),
-                "lr": learning_rate(cfg, min(self.epoch, cfg.num_epoch - 1)),
-                "tfr": teacher_forcing_ratio(cfg, self.epoch), "last_epoch": self.epoch,
-                **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
+        cfg, ema = self.cfg, self.ema
+        return build_checkpoint(
+            cfg, weights=self.inference_model.state_dict(), optimizer=self.optimizer.state_dict(),
+            epoch=self.epoch, batch_in_epoch=self.batch, epoch_sums=self.sums, best_val_psnr=self.best,
+            rng=rng if rng is not None else rng_state(self.device),
+            lr=learning_rate(cfg, min(self.epoch, cfg.num_epoch - 1)), tfr=teacher_forcing_ratio(cfg, self.epoch),
+            train_weights=None if ema is None else self.model.state_dict(),
+            ema_n=None if ema is None else int(ema.n_averaged),
+            grad_scaler=None if self.scaler is None else self.scaler.state_dict())
 
     def record_epoch(self, row: dict) -> None:
         """The finished epoch: its metrics row, then last.ckpt, best.ckpt, epoch=<N>.ckpt, the log line."""
@@ -475,7 +352,8 @@ class Run:
         if not self.world.main:
             return out
         if len(self.metrics):
-            _save_loss_curves(self.metrics, self.save_root / "loss_curves.png")
+            from .plots import save_loss_curves
+            save_loss_curves(self.metrics, self.save_root / "loss_curves.png")
         if self.last_val is not None:
             pred, psnr, written = self.last_val  # the last validation is the final epoch's
             out.update(written or write_validation_outputs(pred, psnr, self.val_split, self.save_root / "val",
@@ -499,129 +377,7 @@ def train(cfg: TrainConfig, progress: bool = True, on_step=None, log=print) -> d
     return Run(cfg, progress=progress, on_step=on_step, log=log).fit()
 
 
-def validation_words(val_psnr: float, copy_first: float) -> str:
-    """The log's validation text: the score beside the copy-first-frame baseline, and in words
-    when the model is below it (it predicts worse than repeating frame 0: a collapse)."""
-    if np.isnan(val_psnr):
-        return ""
-    text = f"  val PSNR {val_psnr:.2f} dB (copy-first {copy_first:.2f}, {val_psnr - copy_first:+.2f})"
-    if val_psnr < copy_first:
-        text += ("  BELOW copy-first-frame: the rollout is worse than repeating frame 0 "
-                 "(collapsed or not yet learnt; see val/pred_val.gif with --store_visualization)")
-    return text
-
-
-def train_or_load(cfg: TrainConfig, reuse: bool = True, progress: bool = True) -> pd.DataFrame:
-    """The metrics of a finished run of exactly this config in cfg.save_root (same config.json,
-    all epochs present); otherwise train it. Lets notebooks re-run without re-training."""
-    run = Path(cfg.save_root)
-    if reuse and (run / "config.json").is_file() and (run / "metrics.csv").is_file():
-        done = pd.read_csv(run / "metrics.csv")
-        saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))  # newer fields: defaults
-        wanted = dataclasses.replace(cfg, precision=choose_precision(cfg.precision, select_device(cfg.device),
-                                                                     cfg.amp, cfg.cpu_amp))   # as config.json has it
-        if saved.to_dict() == wanted.to_dict() and len(done) == cfg.num_epoch:
-            print(f"{run}: finished run found, reusing it (reuse=False trains again)")
-            return done
-    return train(cfg, progress=progress)["metrics"]
-
-
-def _save_loss_curves(metrics: pd.DataFrame, path: Path) -> None:
-    import matplotlib.pyplot as plt
-    from .plots import plot_loss_curves, save_figure
-    fig = plot_loss_curves(metrics)
-    save_figure(fig, path.parent, path.name, dpi=110)
-    plt.close(fig)
-
-
-def resolve_resume_config(cfg: TrainConfig, explicit: dict) -> TrainConfig:
-    """Resuming one of our checkpoints continues its config; flags given now override it, and
-    model-size flags that differ from the checkpoint are refused."""
-    ckpt = read_checkpoint(cfg.ckpt_path)
-    if is_template_checkpoint(ckpt):
-        return cfg
-    base = config_of(ckpt)
-    refuse_other_size(base, explicit, cfg.ckpt_path)
-    base.precision = "auto"                          # chosen again for the device it resumes on (or --precision)
-    for k, v in explicit.items():
-        setattr(base, k, v)
-    base.ckpt_path = cfg.ckpt_path
-    return base
-
-
-def evaluate_checkpoint(cfg: TrainConfig) -> dict:
-    """--test: the val video's per-frame PSNR for --ckpt_path, written to save_root/val."""
-    from .checkpoint import load_model
-    if not cfg.ckpt_path:
-        raise Lab4Error("--test needs --ckpt_path (the checkpoint to evaluate)")
-    model, _, _ = load_model(cfg.ckpt_path, select_device(cfg.device))
-    model.compile_rollout = cfg.compile
-    val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-    pred, psnr = validate(model, val, cfg.val_vi_len, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
-    return write_validation_outputs(pred, psnr, val, Path(cfg.save_root) / "val", cfg.z)
-
-
-def move_old_run_aside(save_root: Path, log=print) -> Path | None:
-    """--overwrite: the old run's files go into save_root/previous-<time>/ before anything new is
-    written, so that no old best.ckpt, epoch=<N>.ckpt or val/ is taken for the new run's."""
-    old = [p for p in save_root.iterdir() if not p.name.startswith("previous-")] if save_root.is_dir() else []
-    if not old:
-        return None
-    aside = save_root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
-    n = 1
-    while aside.exists():
-        aside, n = save_root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{n}", n + 1
-    aside.mkdir()
-    for p in old:
-        p.rename(aside / p.name)
-    log(f"lab4-train: --overwrite: moved the previous run ({len(old)} entries) to {aside}")
-    return aside
-
-
-def main(argv=None, process_exits_after: bool = False) -> int:
-    """lab4-train. process_exits_after (the console script): after an interrupted run is saved,
-    further Ctrl-C presses are ignored until the process has exited."""
-    from .cli import build_parser, parse_config
-    parser = build_parser("lab4-train")
-    try:
-        cfg, explicit, extra = parse_config(parser, argv)
-        if cfg.test:
-            res = evaluate_checkpoint(cfg)
-            print(f"val PSNR {res['val_psnr']:.3f} dB (copy-first-frame {res['baseline_psnr']:.3f} dB)")
-            return 0
-        last = Path(cfg.save_root) / "last.ckpt"
-        if cfg.ckpt_path:
-            cfg = resolve_resume_config(cfg, explicit)
-        elif last.exists() and not extra.get("overwrite"):
-            raise Lab4Error(f"--save_root {cfg.save_root}: already holds a training run ({last}); resume it with "
-                            f"--ckpt_path {last}, choose another --save_root, or pass --overwrite")
-        run = Run(cfg)
-        run.overwrite = bool(extra.get("overwrite")) and not cfg.ckpt_path
-        run.interrupted.process_exits_after = process_exits_after
-        with out_of_memory_as_error(f"training at --batch_size {cfg.batch_size} on {run.device}: "
-                                    f"lower --batch_size (or --time_chunk)"):
-            res = run.fit()
-    except Lab4Error as e:
-        print(f"lab4-train: error: {e}", file=sys.stderr)
-        return 2
-    except TrainingInterrupted as e:
-        print(f"\nlab4-train: interrupted; saved {e.saved} (resume with --ckpt_path {e.saved})", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("\nlab4-train: interrupted before training started; nothing saved", file=sys.stderr)
-        return 130
-    if run.world.main:
-        print(f"done: best val PSNR {res['best_val_psnr']:.3f} dB; checkpoints in {res['save_root']}")
-    return 0
-
-
-def command() -> int:
-    """The `lab4-train` console script: main() in a process of its own, which may therefore set the
-    process-wide allocator thresholds that keep freed memory for the next CPU step (lab4/memory.py;
-    harmless on a GPU, where the activations are not in host memory)."""
-    keep_freed_memory()
-    return main(process_exits_after=True)
-
-
-if __name__ == "__main__":
-    sys.exit(command())
+if __name__ == "__main__":            # torchrun -m lab4.train ...: the lab4-train command line
+    import sys
+    from .cli import train_command
+    sys.exit(train_command())

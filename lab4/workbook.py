@@ -1,10 +1,12 @@
 """Small helpers that the workbook's notebooks (notebooks/*.ipynb) share, so that their cells show
-the lab rather than plumbing. Importing this module is cheap (no torch)."""
+the lab rather than plumbing. Importing this module is cheap (torch loads on first use)."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
-from .config import PRESETS, smoke_mode
+from .config import PRESETS, TrainConfig, smoke_mode
 
 # What the test switch (LAB4_SMOKE=1, as `make test` sets it) changes in each notebook's parameter
 # cell: the smoke preset on the mini synthetic data, runs under runs/smoke/ (never the user's runs),
@@ -62,3 +64,21 @@ def ensure_dataset(dr, synth: str | None) -> Path:
         from .synth import generate_dataset
         generate_dataset(root, preset=synth)
     return root
+
+
+def train_or_load(cfg: TrainConfig, reuse: bool = True, progress: bool = True):
+    """The metrics (a DataFrame) of a finished run of exactly this config in cfg.save_root (same
+    config.json, all epochs present); otherwise train it. Lets notebooks re-run without re-training."""
+    import pandas as pd
+    from .device import choose_precision, select_device
+    from .train import train
+    run = Path(cfg.save_root)
+    if reuse and (run / "config.json").is_file() and (run / "metrics.csv").is_file():
+        done = pd.read_csv(run / "metrics.csv")
+        saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))  # newer fields: defaults
+        wanted = dataclasses.replace(cfg, precision=choose_precision(cfg.precision, select_device(cfg.device),
+                                                                     cfg.amp, cfg.cpu_amp))   # as config.json has it
+        if saved.to_dict() == wanted.to_dict() and len(done) == cfg.num_epoch:
+            print(f"{run}: finished run found, reusing it (reuse=False trains again)")
+            return done
+    return train(cfg, progress=progress)["metrics"]

@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.reference import (TemplateDataset, TemplateTestDataset, template_forward,  # noqa: E402
                                   template_predict_test, template_rollout, template_train_step,
                                   template_write_submission)
-from lab4.data import TEST_SEQUENCE_LEN, SequenceBatches, load_split  # noqa: E402
+from lab4.config import SEQ_LEN
+from lab4.data import SequenceBatches, load_split  # noqa: E402
 from lab4.infer import predict_test, write_test_outputs  # noqa: E402
 from lab4.model import VideoCVAE, cvae_loss  # noqa: E402
 
@@ -50,7 +51,7 @@ def tiny_root(tmp_path_factory) -> pathlib.Path:
             _png(root / "train" / f"train_{kind}" / f"frame{i}.png", rng, 40, 72)  # frame10 after frame9
     for k in range(1):
         _png(root / "test" / "test_img" / str(k) / "frame000000.png", rng, 8, 16)
-        for i in range(TEST_SEQUENCE_LEN):
+        for i in range(SEQ_LEN):
             _png(root / "test" / "test_label" / str(k) / f"frame{i:06d}.png", rng, 8, 16)
     return root
 
@@ -128,7 +129,7 @@ def test_submission_equals_package(tiny_root, tmp_path):
     write_test_outputs(pred, tmp_path / "ours", gifs=False)
     a = pd.read_csv(tmp_path / "ref.csv").to_numpy()
     b = pd.read_csv(tmp_path / "ours" / "submission.csv").to_numpy()
-    assert a.shape == b.shape == (TEST_SEQUENCE_LEN, 1 + 3 * 32 * 64)
+    assert a.shape == b.shape == (SEQ_LEN, 1 + 3 * 32 * 64)
     assert (a[:, 0] == b[:, 0]).all()
     assert np.abs(a[:, 1:] - b[:, 1:]).max() <= 1            # rint at fp32 rounding boundaries
     assert (a[:, 1:] != b[:, 1:]).mean() < 1e-3

@@ -7,8 +7,8 @@ import torch
 
 from lab4.data import load_split
 from lab4.errors import Lab4Error
-from lab4.infer import main as lab4_test
-from lab4.train import main as lab4_train
+from lab4.cli import test_main as lab4_test
+from lab4.cli import train_main as lab4_train
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 SMOKE = ["--preset", "smoke", "--device", "cpu", "--num_epoch", "1", "--steps_per_epoch", "1",

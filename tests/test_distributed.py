@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,7 +75,7 @@ def test_resume_with_another_number_of_processes(one_and_two, mini_data):
                 str(half / "last.ckpt"), *FLAGS])                               # one process goes on
     done, one = pd.read_csv(half / "metrics.csv"), pd.read_csv(root / "one" / "metrics.csv")
     np.testing.assert_allclose(done["loss"], one["loss"], rtol=1e-3)   # as above: rounding, amplified by Adam
-    proc = subprocess.run([sys.executable, "-m", "lab4.infer", "--DR", str(mini_data), "--save_root",
+    proc = subprocess.run([str(Path(sys.executable).parent / "lab4-test"), "--DR", str(mini_data), "--save_root",
                            str(half / "test"), "--ckpt_path", str(half / "last.ckpt"), "--device", "cpu"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -22,8 +22,9 @@ import lab4.train as train_mod
 from lab4.checkpoint import load_model, read_checkpoint
 from lab4.device import select_device
 from lab4.errors import Lab4Error
-from lab4.infer import main as lab4_test
-from lab4.train import main as lab4_train
+from lab4.cli import test_main as lab4_test
+from lab4.cli import train_main as lab4_train
+from lab4.interrupt import TrainingInterrupted
 from lab4.train import train
 
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -111,7 +112,7 @@ def test_killed_while_writing_a_checkpoint(mini_data, tmp_path):
               "        os.truncate(f, os.path.getsize(f) // 2)\n"
               "        os.kill(os.getpid(), signal.SIGKILL)\n"
               "torch.save = save\n"
-              "from lab4.train import main\n"
+              "from lab4.cli import train_main as main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", script, "--DR", str(mini_data), "--save_root", str(tmp_path),
                            *CLI_RUN, "--per_save", "100"], capture_output=True, text=True)
@@ -149,7 +150,7 @@ def test_second_ctrl_c_inside_the_optimizer_step_keeps_the_step_whole(mini_data,
 
     run = tmp_path / "run"
     monkeypatch.setattr(train_mod, "build_optimizer", build_with_two_presses)
-    with pytest.raises(train_mod.TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted):
         train(smoke_config(mini_data, run, **RESUME), **QUIET)
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
     assert (ckpt["epoch"], ckpt["batch_in_epoch"]) == (1, 1)

@@ -53,13 +53,15 @@ def test_glibc_defaults_map_and_unmap_it():
 
 def test_the_lab4_train_command_sets_it_and_main_does_not(monkeypatch):
     scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["lab4-train"] == "lab4.train:command"
-    import lab4.train as train_mod
-    # train() and main() leave the allocator alone (notebook kernels and tests call them in-process)
-    assert "keep_freed_memory" not in train_mod.main.__code__.co_names
-    assert "keep_freed_memory" not in train_mod.train.__code__.co_names
+    assert scripts["lab4-train"] == "lab4.cli:train_command"
+    import lab4.cli as cli
+    import lab4.memory
+    import lab4.train
+    # train() and train_main() leave the allocator alone (notebook kernels and tests call them in-process)
+    assert "keep_freed_memory" not in cli.train_main.__code__.co_names
+    assert "keep_freed_memory" not in lab4.train.train.__code__.co_names
     calls = []
-    monkeypatch.setattr(train_mod, "keep_freed_memory", lambda: calls.append("keep") or True)
-    monkeypatch.setattr(train_mod, "main", lambda argv=None, **kw: calls.append("main") or 0)
-    assert train_mod.command() == 0
+    monkeypatch.setattr(lab4.memory, "keep_freed_memory", lambda: calls.append("keep") or True)
+    monkeypatch.setattr(cli, "train_main", lambda argv=None, **kw: calls.append("main") or 0)
+    assert cli.train_command() == 0
     assert calls == ["keep", "main"]

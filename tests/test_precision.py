@@ -8,7 +8,8 @@ import torch
 from lab4.config import make_config
 from lab4.device import choose_precision
 from lab4.errors import Lab4Error
-from lab4.train import Run, _rng_state, _set_rng_state, train
+from lab4.checkpoint import rng_state as _rng_state, set_rng_state as _set_rng_state
+from lab4.train import Run, train
 
 CPU, GPU = torch.device("cpu"), torch.device("cuda:0")
 
@@ -92,7 +93,7 @@ def test_rng_state_is_the_device_in_uses_only(monkeypatch):
 def test_a_resumed_run_chooses_its_precision_again(mini_data, tmp_path, smoke_config, monkeypatch):
     """A run saved in fp16 on a T4 resumes on the CPU (fp32 there), unless --precision is given now."""
     import lab4.train as train_module
-    from lab4.train import resolve_resume_config
+    from lab4.config import resolve_resume_config
     with monkeypatch.context() as m:
         m.setattr(train_module, "choose_precision", lambda *a, **k: "fp16")
         train(smoke_config(mini_data, tmp_path / "run", num_epoch=1, steps_per_epoch=1), progress=False,

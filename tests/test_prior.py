@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from lab4.checkpoint import load_model
-from lab4.infer import main as lab4_test
-from lab4.infer import sample_spread, spread_words, validate, validate_samples
+from lab4.cli import test_main as lab4_test
+from lab4.evaluate import sample_spread, spread_words, validate, validate_samples
 from lab4.data import load_split
-from lab4.model import VideoCVAE, cvae_loss, init_posterior_at_prior, kl_divergence
+from lab4.model import VideoCVAE, cvae_loss, kl_divergence
+from lab4.weights import init_posterior_at_prior
 from lab4.score import ssim_per_frame
 from lab4.stepwise import forward_stepwise
-from lab4.train import main as lab4_train
+from lab4.cli import train_main as lab4_train
 from lab4.train import train
 
 SMALL = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24)

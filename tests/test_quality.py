@@ -12,8 +12,11 @@ import lab4.config as config_mod
 from lab4.config import make_config
 from lab4.data import Split
 from lab4.errors import Lab4Error
-from lab4.model import VideoCVAE, cvae_loss, init_output_head, init_posterior_at_prior, kl_divergence
-from lab4.train import check_config, initialise_from_data, validation_words
+from lab4.model import VideoCVAE, cvae_loss, kl_divergence
+from lab4.weights import init_output_head, init_posterior_at_prior
+from lab4.config import check_config
+from lab4.evaluate import validation_words
+from lab4.weights import initialise_from_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_quality  # noqa: E402
@@ -97,7 +100,7 @@ def test_initialise_from_data_uses_the_training_frames_and_can_be_switched_off()
         torch.manual_seed(0)
         model = VideoCVAE(**SMALL)
         ref = {k: v.clone() for k, v in model.state_dict().items()}
-        initialise_from_data(model, make_config(init_output=init_output, init_posterior=init_posterior), split)
+        initialise_from_data(model, make_config(init_output=init_output, init_posterior=init_posterior), split.images)
         bias = model.Generator[-1].bias
         if init_output == "data":
             np.testing.assert_allclose(torch.sigmoid(bias).detach(), [200 / 255, 200 / 255, 100 / 255], atol=1e-5)
@@ -156,7 +159,7 @@ def test_bench_quality_criteria_and_equal_wall_clock():
 def test_batchnorm_statistics_match_the_weights_after_recalibration():
     """After an optimizer step the running statistics lag the weights; recalibration sets them to
     the statistics of the current weights over the training poses, so eval mode matches training."""
-    from lab4.model import recalibrate_label_batchnorm
+    from lab4.weights import recalibrate_label_batchnorm
     torch.manual_seed(0)
     model = VideoCVAE(**SMALL)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -193,7 +196,7 @@ def test_training_saves_recalibrated_statistics(smoke_run, mini_data):
 
 # ---- the weights' moving average (--ema) ---------------------------------------------------------
 def test_weight_average_follows_the_warm_up_then_the_decay():
-    from lab4.model import weight_average
+    from lab4.weights import weight_average
     model = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(0.0)

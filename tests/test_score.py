@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from lab4.errors import Lab4Error
-from lab4.score import copy_first_frame, kaggle_score, main, read_submission, write_submission
+from lab4.cli import score_main as main
+from lab4.score import copy_first_frame, kaggle_score, read_submission, write_submission
 
 N_ROWS, N_VALUES = 3150, 6144
 PSNR_MSE_100 = 20 * np.log10(255) - 20          # 28.1308 dB

@@ -2,7 +2,8 @@
 the CPU; a failing run does not stop the others; the same command again skips finished runs."""
 import pandas as pd
 
-from lab4.sweep import combinations, main, run_name, split_axes
+from lab4.cli import sweep_main as main
+from lab4.sweep import combinations, run_name, split_axes
 
 
 def test_axes_combinations_and_names():

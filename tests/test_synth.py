@@ -8,7 +8,8 @@ import pytest
 from lab4.errors import Lab4Error
 from PIL import Image
 
-from lab4.synth import PRESETS, X, SynthPreset, generate_dataset, main, make_video, render_frame, render_video
+from lab4.cli import synth_main as main
+from lab4.synth import PRESETS, X, SynthPreset, generate_dataset, make_video, render_frame, render_video
 
 NAME = re.compile(r"frame(\d{6})\.png")
 

@@ -13,12 +13,13 @@ import lab4.train as train_mod
 from lab4.config import CHECKPOINT_VERSION, smoke_mode
 from lab4.data import load_split
 from lab4.errors import Lab4Error
-from lab4.infer import main as lab4_test
+from lab4.cli import test_main as lab4_test
 from lab4.model import VideoCVAE
 from lab4.schedules import teacher_forcing_coin
 from lab4.score import read_submission
-from lab4.train import main as lab4_train
-from lab4.train import train, train_or_load
+from lab4.cli import train_main as lab4_train
+from lab4.train import train
+from lab4.workbook import train_or_load
 
 QUIET = dict(progress=False, log=lambda *a: None)
 COLUMNS = ["epoch", "loss", "mse", "kl", "beta", "tfr", "lr", "val_psnr"]
