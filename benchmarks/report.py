@@ -471,7 +471,8 @@ EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
 
 
 def _experiments() -> list[str]:
-    """Section 6's experiments (benchmarks/experiments/, in name order): a `.md` file is shown as it is;
+    """The dated experiment log (benchmarks/experiments/, in name order), shown whether or not the
+    quality section ran: a `.md` file is shown as it is;
     a `.json` file is `bench_quality.py --json` output with a `title` and a `note` added, shown as its
     command, the note (what it showed) and the tables."""
     parts = []
@@ -516,7 +517,8 @@ def render(doc: dict) -> str:
     if S.get("gpu") is not None:
         parts += [_gpu(S["gpu"]), ""]
     if _ok(S.get("quality")):
-        parts += [_quality(S["quality"]), "", *_experiments()]
+        parts += [_quality(S["quality"]), ""]
+    parts += _experiments()
     parts += ["## Notes", "",
               "- Peak memory is the process's peak RSS from `resource.getrusage` over each phase (the kernel's "
               "high-water mark is reset between phases through /proc/self/clear_refs); DataLoader and cache-build "
