@@ -9,9 +9,12 @@ TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.2
 DEMO_DATA ?= data/synth-demo
 DEMO_RUN ?= runs/demo
 MINI_DATA ?= data/synth-mini
+# pytest-xdist: one worker per core (tests run one thread each); a file's tests stay on one worker, in
+# order (a notebook's cells under nbval, a module's fixtures). PARALLEL= runs them in one process.
+PARALLEL ?= -n auto --dist loadfile
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip tensorboard html
+.PHONY: help setup demo figures test lab data-mini data-demo bench bench-quality clean strip tensorboard book test-fast
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,14 +48,15 @@ figures: data-demo ## re-run notebooks 02-04 and 06 at their default size, savin
 	    notebooks/$$nb.ipynb runs/workbook/executed/$$nb.ipynb || exit 1; done
 
 EXECUTED ?= runs/workbook/executed
-HTML_DIR ?= reports/html
-html: setup ## export the notebooks executed by `make figures` (with their outputs) to reports/html/
-	@ls $(EXECUTED)/*.ipynb >/dev/null 2>&1 || { echo "make html: no executed notebooks in $(EXECUTED) (run make figures first)"; exit 2; }
-	mkdir -p $(HTML_DIR)
-	$(BIN)/jupyter nbconvert --to html --log-level WARN --output-dir $(HTML_DIR) $(EXECUTED)/*.ipynb
+BOOK_DIR ?= reports/book
+book: setup ## one HTML site of the notebooks executed by `make figures`, the docs, README and RESULTS -> reports/book/
+	$(PY) -m lab4.book --executed $(EXECUTED) --out $(BOOK_DIR)
 
-test: setup ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOKE=1)
-	LAB4_SMOKE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q
+test: data-mini ## unit tests + every notebook under nbval, in smoke mode (LAB4_SMOKE=1)
+	LAB4_SMOKE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval-lax -q $(PARALLEL) --durations=15
+
+test-fast: setup ## the unit tests without the slow end-to-end ones (training runs, notebooks, subprocesses)
+	LAB4_SMOKE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests -q -m "not slow" $(PARALLEL)
 
 lab: setup ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -23,10 +23,11 @@ SMOKE_PARAMS: dict[str, dict] = {
     # 3 epochs: tfr 1.0, 0.5, 0.0
     "03_teacher_forcing": dict(_ON_MINI, **_SHORT_RUNS, SAVE_ROOT="../runs/smoke/teacher_forcing", TFR=1.0, TFR_SDE=1,
                                TFR_D_STEP=0.5),
-    # trains the smoke checkpoint that 05 then submits
+    # 04 and 05 each train their own smoke checkpoint: `make test` may run them at the same time (pytest-xdist)
     "04_psnr_per_frame": dict(_ON_MINI, CKPT="../runs/smoke/model/last.ckpt", SAVE_ROOT="../runs/smoke/psnr_per_frame",
                               RETRAIN=True, VAL_LEN=_SMOKE["val_vi_len"], FIGURES_DIR="../runs/smoke/figures"),
-    "05_kaggle_submission": dict(_ON_MINI, CKPT="../runs/smoke/model/last.ckpt", SAVE_ROOT="../runs/smoke/submission"),
+    "05_kaggle_submission": dict(_ON_MINI, CKPT="../runs/smoke/submission_model/last.ckpt",
+                                 SAVE_ROOT="../runs/smoke/submission"),
     "06_training_strategies": dict(_ON_MINI, **_SHORT_RUNS, SAVE_ROOT="../runs/smoke/strategies", SAMPLES=2,
                                    VAL_LEN=40),
 }

@@ -1,5 +1,7 @@
 """Shared fixtures: the mini synthetic dataset (generated once per session) and one smoke run."""
 import shutil
+import signal
+from types import SimpleNamespace
 
 import pytest
 
@@ -42,3 +44,33 @@ def smoke_run(mini_data, tmp_path_factory):
     save_root = tmp_path_factory.mktemp("smoke_run")
     train(smoke_config(mini_data, save_root), progress=False, log=lambda *a: None)
     return save_root
+
+
+@pytest.fixture
+def ctrl_c_at_optimizer_step(monkeypatch):
+    """The user pressing Ctrl-C during training, at a chosen moment.
+    arm(n, presses=1): the next train() gets `presses` SIGINTs right after its n-th optimizer.step()
+    (counted from 1, before the step is recorded); disarm(): the real optimizer again."""
+    import lab4.train as train_mod
+    build = train_mod.build_optimizer
+
+    def arm(n: int, presses: int = 1) -> None:
+        def build_pressing(cfg, model):
+            opt = build(cfg, model)
+            real_step, calls = opt.step, []
+
+            def step(*a, **k):
+                out = real_step(*a, **k)
+                calls.append(1)
+                if len(calls) == n:
+                    for _ in range(presses):
+                        signal.raise_signal(signal.SIGINT)
+                return out
+            opt.step = step
+            return opt
+        monkeypatch.setattr(train_mod, "build_optimizer", build_pressing)
+
+    def disarm() -> None:
+        monkeypatch.setattr(train_mod, "build_optimizer", build)
+
+    return SimpleNamespace(arm=arm, disarm=disarm)

@@ -25,13 +25,16 @@ from lab4.errors import Lab4Error
 from lab4.cli import test_main as lab4_test
 from lab4.cli import train_main as lab4_train
 from lab4.interrupt import TrainingInterrupted
+from lab4.model import VideoCVAE
 from lab4.train import train
 
 QUIET = dict(progress=False, log=lambda *a: None)
 # a CLI run long enough to interrupt: 6 epochs of 4 tiny steps, each epoch validated and saved
-CLI_RUN = ["--preset", "smoke", "--device", "cpu", "--num_epoch", "6", "--steps_per_epoch", "4",
+# ~2 s an epoch here: after the first epoch's line, two more epochs (~4 s) outlast the tests' random
+# moments (< 1 s), so every kill and Ctrl-C lands while training runs.
+CLI_RUN = ["--preset", "smoke", "--device", "cpu", "--num_epoch", "3", "--steps_per_epoch", "4",
            "--train_vi_len", "6", "--val_vi_len", "6", "--num_workers", "1"]
-EPOCHS = 6
+EPOCHS = 3
 
 
 def files(root):
@@ -80,6 +83,7 @@ def start_cli_run(save_root, mini_data):
 def test_kill_9_at_a_random_moment_leaves_a_whole_checkpoint(mini_data, tmp_path, trial):
     proc = start_cli_run(tmp_path, mini_data)
     time.sleep(random.Random(trial).uniform(0.0, 1.0))       # within the remaining epochs
+    assert proc.poll() is None, "the run ended before the kill: lengthen CLI_RUN"
     proc.kill()                                               # SIGKILL: no handler runs
     proc.communicate()
     assert_whole_run(tmp_path, mini_data)
@@ -90,13 +94,13 @@ def test_ctrl_c_once_or_twice_at_a_random_moment(mini_data, tmp_path, presses, t
     proc = start_cli_run(tmp_path, mini_data)
     rng = random.Random(10 * presses + trial)
     time.sleep(rng.uniform(0.0, 0.8))
+    assert proc.poll() is None, "the run ended before the press: lengthen CLI_RUN"
     for _ in range(presses):
         proc.send_signal(signal.SIGINT)
         time.sleep(rng.uniform(0.0, 0.05))
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode in (0, 130), err                   # 0: the run had already finished
-    if proc.returncode == 130:
-        assert "Traceback" not in err and f"saved {tmp_path / 'last.ckpt'}" in err, err
+    assert proc.returncode == 130, err                        # interrupted, not finished or crashed
+    assert "Traceback" not in err and f"saved {tmp_path / 'last.ckpt'}" in err, err
     assert_whole_run(tmp_path, mini_data)
 
 
@@ -127,34 +131,18 @@ RESUME = dict(num_epoch=3, steps_per_epoch=2, train_vi_len=4, val_vi_len=3, tfr=
 
 
 def test_second_ctrl_c_inside_the_optimizer_step_keeps_the_step_whole(mini_data, tmp_path, smoke_config,
-                                                                    monkeypatch):
+                                                                    ctrl_c_at_optimizer_step):
     """Two quick presses while optimizer.step() runs: the step completes, last.ckpt says 'after
     it', and resuming gives exactly the uninterrupted run (before: the step was applied twice)."""
     reference = tmp_path / "reference"
     train(smoke_config(mini_data, reference, **RESUME), **QUIET)
-    build = train_mod.build_optimizer
-
-    def build_with_two_presses(cfg, model):
-        opt = build(cfg, model)
-        real_step, calls = opt.step, []
-
-        def step(*a, **k):
-            out = real_step(*a, **k)
-            calls.append(1)
-            if len(calls) == 3:        # epoch 2, step 1: press, press, before the step is counted
-                signal.raise_signal(signal.SIGINT)
-                signal.raise_signal(signal.SIGINT)
-            return out
-        opt.step = step
-        return opt
-
     run = tmp_path / "run"
-    monkeypatch.setattr(train_mod, "build_optimizer", build_with_two_presses)
+    ctrl_c_at_optimizer_step.arm(3, presses=2)   # epoch 2, step 1: press, press, before the step is counted
     with pytest.raises(TrainingInterrupted):
         train(smoke_config(mini_data, run, **RESUME), **QUIET)
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
     assert (ckpt["epoch"], ckpt["batch_in_epoch"]) == (1, 1)
-    monkeypatch.setattr(train_mod, "build_optimizer", build)
+    ctrl_c_at_optimizer_step.disarm()
     train(smoke_config(mini_data, run, **RESUME, ckpt_path=str(run / "last.ckpt")), **QUIET)
     cols = ["epoch", "loss", "mse", "kl"]
     pd.testing.assert_frame_equal(pd.read_csv(reference / "metrics.csv")[cols],
@@ -243,6 +231,27 @@ def test_a_rollout_that_goes_nan_writes_no_submission(mini_data, smoke_run, tmp_
     one_line_error(capsys, "lab4-test", "test sequence 3", "from frame 200")
     assert (out / "submission.csv").read_text() == "an earlier submission"
     assert not list(out.glob("pred_seq*.gif"))
+
+
+@pytest.mark.parametrize("main,prog,flag", [(lab4_train, "lab4-train", "--test"), (lab4_test, "lab4-test", "--val")])
+def test_a_val_rollout_that_goes_nan_is_one_line_from_both_tools(main, prog, flag, mini_data, smoke_run, tmp_path,
+                                                                 capsys, monkeypatch):
+    """`lab4-train --test` and `lab4-test --val` share one evaluation path, guarded alike: a rollout
+    that diverges is refused in one line and no val output is written."""
+    real_rollout = VideoCVAE.rollout
+
+    def diverging(self, *a, **k):                    # the val video blows up from frame 5
+        pred = real_rollout(self, *a, **k).clone()
+        pred[:, 5:] = math.inf
+        return pred
+
+    monkeypatch.setattr(VideoCVAE, "rollout", diverging)
+    out = tmp_path / "out"
+    assert main(["--DR", str(mini_data), "--save_root", str(out), "--device", "cpu", flag, "--val_vi_len", "12",
+                 "--ckpt_path", str(smoke_run / "last.ckpt")]) == 2
+    one_line_error(capsys, prog, "the val video", "from frame 5", "nothing written")
+    assert not (out / "val").exists() or not any((out / "val").iterdir())
+    assert not (out / "submission.csv").exists()
 
 
 # ---- values that used to pass the checks ------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The five modules (spec section 2), template checkpoint compatibility, and the fast paths of
 VideoCVAE proven equal to the template's step-by-step loop."""
 import copy
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,30 +91,8 @@ def test_cvae_loss_is_mse_plus_beta_kl():
 
 # ---- template checkpoints --------------------------------------------------------------------
 # Key names and shapes of the original template's VideoCVAE at default dims, written out by hand.
-TEMPLATE_KEYS = {
-    "frame_transformation.0.conv1.weight": (16, 3, 3, 3),
-    "frame_transformation.0.skip.weight": (16, 3, 1, 1),
-    "frame_transformation.1.block.0.conv1.0.weight": (16, 16, 1, 1),
-    "frame_transformation.1.block.0.depth_conv.weight": (16, 1, 3, 3),
-    "frame_transformation.1.block.0.conv2.weight": (16, 16, 1, 1),
-    "frame_transformation.1.block.1.conv.weight": (64, 16, 1, 1),
-    "frame_transformation.1.block.1.conv_out.weight": (16, 32, 1, 1),
-    "frame_transformation.6.weight": (128, 64, 3, 3),
-    "label_transformation.1.weight": (16, 3, 7, 7),
-    "label_transformation.2.weight": (16,),
-    "label_transformation.2.running_mean": (16,),
-    "label_transformation.2.running_var": (16,),
-    "label_transformation.2.num_batches_tracked": (),
-    "label_transformation.4.skip.weight": (32, 16, 1, 1),
-    "label_transformation.4.conv2.weight": (32, 32, 3, 3),
-    "Gaussian_Predictor.0.conv1.weight": (3, 160, 3, 3),
-    "Gaussian_Predictor.6.weight": (24, 12, 1, 1),
-    "Decoder_Fusion.0.block.0.conv1.0.weight": (172, 172, 1, 1),
-    "Decoder_Fusion.2.block.0.adaptor.weight": (86, 43, 1, 1),
-    "Decoder_Fusion.5.weight": (192, 96, 1, 1),
-    "Generator.1.skip.weight": (96, 192, 1, 1),
-    "Generator.7.weight": (3, 24, 1, 1),
-}
+TEMPLATE_KEYS = {k: tuple(v) for k, v in
+                 json.loads((Path(__file__).parent / "data" / "template_keys.json").read_text())["keys"].items()}
 ABSENT_KEYS = ["frame_transformation.1.block.0.adaptor.weight",   # DepthConv(16, 16): no adaptor
                "Decoder_Fusion.3.skip.weight"]                     # RB(86, 86): no skip
 
