@@ -33,9 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (ROOT, _complete, add_common_args, apply_threads, load_avg, machine_info, now,  # noqa: E402
                     quiet_progress, write_json)
 
-QUALITY_DATA = ROOT / "data" / "synth-quality"
 QUICK_DATA = ROOT / "data" / "synth-quality-mini"
-DATA_SEED = 7
+# Held-out datasets (never tuned on): name -> (folder, synth seed, synth style). "quality" is the demo
+# look with another seed; "travel" (issue 26) mostly walks across and turns, in higher-contrast clothes.
+HELD_OUT = {"quality": (ROOT / "data" / "synth-quality", 7, "demo"),
+            "travel": (ROOT / "data" / "synth-travel", 11, "travel")}
 
 # The issue's quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
 # --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
@@ -50,21 +52,27 @@ RECIPES = {
                                            flags={**TEMPLATE_FLAGS, "sigmoid_output": False}),
     "lab4 template flags, raw weights": dict(kind="lab4", preset="default", flags={**TEMPLATE_FLAGS, "ema": 0.0}),
     "quick": dict(kind="lab4", preset="quick", flags={}),
+    # issue 26's levers for the long rollout, each on top of --preset quick
+    "quick, appearance memory": dict(kind="lab4", preset="quick", flags={"appearance_memory": True}),
+    "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
+    "quick, feedback noise": dict(kind="lab4", preset="quick", flags={"feedback_noise": 0.03}),
 }
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
-         "quick": "quick"}
+         "quick": "quick", "memory": "quick, appearance memory", "detach": "quick, detached feedback",
+         "noise": "quick, feedback noise"}
 DEFAULT_RECIPES = "reference,template,no-ema,quick"
 EVAL_AT = (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500)   # + the last step of every run
 
 
-def ensure_data(quick: bool, log=print):
+def ensure_data(quick: bool, held_out: str = "quality", log=print):
     from lab4.synth import generate_dataset
-    path = QUICK_DATA if quick else QUALITY_DATA
+    path, seed, style = HELD_OUT[held_out]
+    path = QUICK_DATA if quick else path
     if _complete(path):
         return path
-    log(f"generating {path.relative_to(ROOT)} ({'mini' if quick else 'demo'} preset, seed {DATA_SEED}) ...")
-    generate_dataset(path, "mini" if quick else "demo", seed=DATA_SEED, workers=os.cpu_count(), progress=False)
+    log(f"generating {path.relative_to(ROOT)} ({'mini' if quick else 'demo'} preset, seed {seed}, style {style}) ...")
+    generate_dataset(path, "mini" if quick else "demo", seed=seed, workers=os.cpu_count(), progress=False, style=style)
     return path
 
 
@@ -82,9 +90,10 @@ class Curve:
     """Evaluates a model at the steps of EVAL_AT (and at the end) and keeps the training clock:
     wall time since start minus the time spent evaluating."""
 
-    def __init__(self, val, train_labels, val_len: int, seed: int, log, eval_at=EVAL_AT):
+    def __init__(self, val, train_labels, val_len: int, seed: int, log, eval_at=EVAL_AT, epoch_ends: bool = True):
         self.val, self.train_labels, self.val_len, self.seed, self.log = val, train_labels, val_len, seed, log
-        self.eval_at = eval_at
+        self.eval_at, self.epoch_ends = eval_at, epoch_ends   # epoch_ends: also where train() validates
+        self.model, self.per_frame = None, []                  # the last evaluation's weights and per-frame PSNR
         self.points, self.eval_s, self.t0 = [], 0.0, time.perf_counter()
         self.n_train = len(train_labels)
 
@@ -94,7 +103,7 @@ class Curve:
     def evaluate(self, model, step: int, name: str, minutes: float | None = None, epoch_end: bool = False) -> None:
         """train()'s validation at an epoch's end, at this step: BatchNorm statistics of the
         current weights, then the 630-frame rollout from frame 0 with z ~ N(0, I)."""
-        from lab4.evaluate import kaggle_mean, validate
+        from lab4.evaluate import drift, kaggle_mean, validate
         from lab4.weights import recalibrate_label_batchnorm
         minutes = self.train_minutes() if minutes is None else minutes
         t = time.perf_counter()
@@ -105,9 +114,11 @@ class Curve:
         model.label_transformation.load_state_dict(state)   # the run goes on exactly as without evaluation
         self.eval_s += time.perf_counter() - t
         self.points.append({"step": step, "minutes": minutes, "val_psnr": kaggle_mean(psnr), "epoch_end": epoch_end,
-                            "colour_bias": bias})
-        self.log(f"  {name}: step {step:>4}  {minutes:5.2f} min  val PSNR {self.points[-1]['val_psnr']:.2f} dB"
-                 f"  mean pred-truth RGB {' '.join(f'{b:+.3f}' for b in bias)}")
+                            "colour_bias": bias, **drift(psnr)})
+        p, self.per_frame = self.points[-1], [round(float(v), 3) for v in psnr]
+        self.log(f"  {name}: step {step:>4}  {minutes:5.2f} min  val PSNR {p['val_psnr']:.2f} dB (1-150 {p['early']:.2f}, "
+                 f"451-600 {p['late']:.2f}, drift {p['drift']:.2f})  mean pred-truth RGB {' '.join(f'{b:+.3f}' for b in bias)}")
+        self.model = model
 
 
 def run_reference(data, seed: int, budget_min: float, max_steps: int, curve: Curve, name: str) -> dict:
@@ -157,14 +168,14 @@ def run_lab4(data, seed: int, spec: dict, curve: Curve, name: str, overrides: di
             last["step"] = last.get("step", 0) + 1
             last["model"] = run.inference_model
             epoch_end = k == per_epoch - 1            # where train() validates (val_every 1): the user's view
-            if last["step"] in curve.eval_at or epoch_end:
+            if last["step"] in curve.eval_at or (epoch_end and curve.epoch_ends):
                 curve.evaluate(run.inference_model, last["step"], name, epoch_end=epoch_end)
             last["minutes"] = curve.train_minutes()
 
         curve.t0 = time.perf_counter()
         run = Run(cfg, progress=False, on_step=on_step, log=lambda s: None)
         res = run.fit()
-        if curve.points[-1]["step"] != last["step"]:
+        if not curve.points or curve.points[-1]["step"] != last["step"]:
             curve.evaluate(last["model"], last["step"], name, minutes=last["minutes"], epoch_end=True)  # train()'s own end
                                                                                         # (validation, saving) excluded
         return {"steps": last["step"], "train_minutes": last["minutes"], "config": cfg.to_dict(),
@@ -180,8 +191,18 @@ def main(argv=None) -> int:
                     "630-frame rollout costs ~45 s at full dims on 2 cores; default: %s); '' evaluates lab4 recipes at epoch ends "
                     "only" % ",".join(map(str, EVAL_AT)))
     ap.add_argument("--budget-min", type=float, default=13.0, help="the reference's wall-clock budget (minutes)")
-    ap.add_argument("--data", help="dataset folder (default: data/synth-quality, generated on first use)")
+    ap.add_argument("--data", help="dataset folder (default: --held-out's, generated on first use)")
+    ap.add_argument("--held-out", default="quality", choices=sorted(HELD_OUT),
+                    help="which held-out synthetic set (default quality: synth seed 7; travel: seed 11, travel style)")
+    ap.add_argument("--average", default="", metavar="K,K,...",
+                    help="after the first seed's run of each recipe in --average-recipes, the val video's mean of K "
+                         "rollouts for each K (lab4-test --average K): PSNR, SSIM, drift and seconds; e.g. 1,4,16")
+    ap.add_argument("--average-recipes", default="quick", help="comma-separated recipes --average measures (default quick)")
+    ap.add_argument("--final-only", action="store_true", help="evaluate lab4 recipes only at --eval-at steps and at "
+                    "the end, not at every epoch end (the minutes of the curve are the same; the run is shorter)")
     ap.add_argument("--figure", default=str(ROOT / "reports" / "figures" / "quality_psnr_vs_minutes.png"))
+    ap.add_argument("--per-frame-figure", metavar="PNG", help="also draw each recipe's per-frame val PSNR at the end "
+                    "of its runs (mean over seeds) against the frame index")
     ap.add_argument("--set", default="", metavar="KEY=VALUE,...",
                     help="config overrides for every lab4 recipe (exploring a recipe), e.g. cpu_amp=true,lr=5e-4")
     a = ap.parse_args(argv)
@@ -197,7 +218,9 @@ def main(argv=None) -> int:
     import torch
     from lab4.data import load_split
     from lab4.evaluate import copy_first_psnr, kaggle_mean
-    data = ROOT / a.data if a.data else ensure_data(a.quick, log)
+    data = ROOT / a.data if a.data else ensure_data(a.quick, a.held_out, log)
+    averages = [int(k) for k in a.average.split(",") if k.strip()]
+    average_recipes = {SHORT.get(r.strip(), r.strip()) for r in a.average_recipes.split(",")}
     val = load_split(data, "val", 32, 64, None, 2)
     train_split = load_split(data, "train", 32, 64, None, 2)   # warm the cache: not in anyone's minutes
     val_len = 120 if a.quick else 630
@@ -212,20 +235,23 @@ def main(argv=None) -> int:
     runs = []
     for name in names:
         for seed in seeds:
-            curve = Curve(val, torch.from_numpy(train_split.labels), val_len, seed, log, eval_at)
+            curve = Curve(val, torch.from_numpy(train_split.labels), val_len, seed, log, eval_at, not a.final_only)
             spec = RECIPES[name]
             if spec["kind"] == "reference":
                 budget = 0.3 if a.quick else a.budget_min
                 info = run_reference(data, seed, budget, 20 if a.quick else 10 ** 6, curve, name)
             else:
                 info = run_lab4(data, seed, spec, curve, name, overrides)
+                if averages and seed == seeds[0] and name in average_recipes:
+                    info["average"] = measure_average(curve, averages, name, log)
             runs.append({"recipe": name, "seed": seed, **info, "curve": curve.points,
-                         "final_val_psnr": curve.points[-1]["val_psnr"]})
+                         "final_val_psnr": curve.points[-1]["val_psnr"], "final_per_frame": curve.per_frame})
             log(f"  {name} seed {seed}: {info['steps']} steps in {info['train_minutes']:.2f} min, "
                 f"val PSNR {curve.points[-1]['val_psnr']:.2f} dB ({curve.points[-1]['val_psnr'] - copy_first:+.2f} "
                 f"vs copy-first)")
     info = json.loads((data / "synth.json").read_text()) if (data / "synth.json").is_file() else {}
     res = {"date": now(), "machine": machine_info(), "data": str(data.relative_to(ROOT)), "data_seed": info.get("seed"),
+           "data_style": info.get("style", "demo"), "average": averages,
            "n_train": int(len(train_split.images)), "val_len": val_len, "copy_first_psnr": copy_first,
            "seeds": seeds, "set": a.set, "eval_at": list(eval_at), "budget_min": a.budget_min, "quick": a.quick, "runs": runs, "load_avg_after": load_avg()}
     res["criteria"] = criteria(res)
@@ -234,9 +260,33 @@ def main(argv=None) -> int:
     if a.figure and not a.quick:
         plot_curves(res, a.figure)
         log(f"wrote {a.figure}")
+    if a.per_frame_figure and not a.quick:
+        plot_per_frame(res, a.per_frame_figure)
+        log(f"wrote {a.per_frame_figure}")
     if a.json:
         write_json(a.json, res)
     return 0
+
+
+def measure_average(curve: Curve, ks: list[int], name: str, log) -> list[dict]:
+    """The val video's per-pixel mean of K rollouts (`lab4-test --val --average K`) of the run's last
+    evaluated weights, for each K (K = 1: the plain rollout): PSNR, SSIM, drift and seconds."""
+    from lab4.evaluate import drift, kaggle_mean, validate_samples
+    from lab4.score import psnr_per_frame, ssim_per_frame
+    from lab4.weights import recalibrate_label_batchnorm
+    recalibrate_label_batchnorm(curve.model, curve.train_labels)       # as Curve.evaluate does
+    gt, rows = curve.val.images[:curve.val_len], []
+    for k in ks:
+        t = time.perf_counter()
+        preds, _ = validate_samples(curve.model, curve.val, curve.val_len, [curve.seed + i for i in range(k)])
+        mean = preds.mean(0)                                               # (T, 3, H, W)
+        seconds = time.perf_counter() - t
+        psnr = psnr_per_frame(mean, gt)
+        rows.append({"K": k, "val_psnr": kaggle_mean(psnr), "val_ssim": kaggle_mean(ssim_per_frame(mean, gt)),
+                     **drift(psnr), "seconds": seconds})
+        log(f"  {name}: mean of {k:>2} rollouts  val PSNR {rows[-1]['val_psnr']:.3f} dB  SSIM {rows[-1]['val_ssim']:.4f}"
+            f"  drift {rows[-1]['drift']:.2f}  {seconds:.0f} s")
+    return rows
 
 
 def parse_set(text: str) -> dict:
@@ -316,6 +366,35 @@ def plot_curves(res: dict, path) -> None:
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Learning curves at full model dims on {res['data']} (held-out seed {res['data_seed']}), "
                  f"training seeds {','.join(map(str, res['seeds']))}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, os.path.dirname(path), os.path.basename(path), dpi=110)
+    plt.close(fig)
+
+
+def plot_per_frame(res: dict, path) -> None:
+    """Each recipe's final per-frame val PSNR, averaged over its seeds and smoothed over 15 frames,
+    against the frame index, with the mean of frames 1-150 and 451-600 (the drift) in the legend."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+    from lab4.evaluate import drift
+    from lab4.plots import save_figure
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    for i, recipe in enumerate(dict.fromkeys(r["recipe"] for r in res["runs"])):
+        curves = np.array([r["final_per_frame"] for r in res["runs"] if r["recipe"] == recipe])   # (seeds, T)
+        mean = curves.mean(0)
+        d = np.mean([[drift(c)[k] for k in ("early", "late", "drift")] for c in curves], axis=0)
+        smooth = pd.Series(mean[1:]).rolling(15, center=True, min_periods=1).mean()
+        ax.plot(np.arange(1, len(mean)), smooth, color=f"C{i}", lw=1.3,
+                label=f"{recipe}: 1-150 {d[0]:.2f}, 451-600 {d[1]:.2f} dB, drift {d[2]:.2f} ({len(curves)} seeds)")
+    ax.axhline(res["copy_first_psnr"], color="k", ls="--", lw=1, label="copy first frame (mean)")
+    ax.axvline(600.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="frame (1..600 scored)", ylabel="val PSNR, dB (15-frame mean)",
+           title=f"Per-frame PSNR of the 630-frame rollout on {res['data']} (held out), end of training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     save_figure(fig, os.path.dirname(path), os.path.basename(path), dpi=110)
     plt.close(fig)

@@ -7,6 +7,7 @@ as one line `<tool>: error: ...` and exits 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,14 +31,30 @@ def _flag(ap, name, type_=None, help_="", **kw):
     ap.add_argument(f"--{name}", help=f"{help_} (default: {default})", **kw)
 
 
+def _choice(ap, name, help_):
+    """A flag whose allowed values are config.CHOICES[name] (defined once, there)."""
+    _flag(ap, name, str, help_, choices=CHOICES[name])
+
+
+def _switch(ap, name, help_):
+    """An on/off flag: --name / --no-name."""
+    _flag(ap, name, None, help_, action=argparse.BooleanOptionalAction)
+
+
 def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     ap = OneLineParser(prog=prog, argument_default=argparse.SUPPRESS,
                        description="Conditional VAE video prediction (NYCU DL Lab 4), template-compatible flags.")
-    t = ap.add_argument_group("the template's flags")
+    _template_flags(ap.add_argument_group("the template's flags"))
+    _lab4_flags(ap.add_argument_group("lab4's additions"), test_tool)
+    return ap
+
+
+def _template_flags(t) -> None:
+    """Every flag of Trainer.py / Tester.py, with the template's name and meaning."""
     _flag(t, "batch_size", int, "sequences per step")
     _flag(t, "lr", float, "initial learning rate")
     _flag(t, "device", str, "auto, cpu, cuda or cuda:<n> (template default: cuda)")
-    _flag(t, "optim", str, "optimizer", choices=CHOICES["optim"])
+    _choice(t, "optim", "optimizer")
     _flag(t, "gpu", int, "number of GPUs (accepted; one is used)")
     t.add_argument("--test", action="store_true", help="evaluate --ckpt_path on the validation video only")
     t.add_argument("--store_visualization", action="store_true", help="write val GIF/PSNR plot at every validation")
@@ -65,58 +82,63 @@ def build_parser(prog: str, test_tool: bool = False) -> argparse.ArgumentParser:
     _flag(t, "kl_anneal_type", str, "Cyclical, Monotonic or None")
     _flag(t, "kl_anneal_cycle", int, "cycles (Cyclical)")
     _flag(t, "kl_anneal_ratio", float, "rising fraction of each cycle")
-    o = ap.add_argument_group("lab4's additions")
+
+
+def _lab4_flags(o, test_tool: bool) -> None:
+    """lab4's own flags, then those of one tool only (lab4-test or lab4-train)."""
     o.add_argument("--preset", choices=["default", *PRESETS], help="starting values: " + ", ".join(PRESETS) + " (default: default)")
     _flag(o, "seed", int, "random seed")
-    _flag(o, "sigmoid_output", None, "bound the generated frame to [0, 1] with a sigmoid", action=argparse.BooleanOptionalAction)
-    _flag(o, "colour_anchor", None, "add the first frame's mean colour to every generated frame (the studio "
-          "colour carried from frame 0; default on, --no-colour_anchor: the template's output)", action=argparse.BooleanOptionalAction)
-    _flag(o, "init_output", str, "Generator output starts at the train frames' mean colour (data) or PyTorch's init",
-          choices=CHOICES["init_output"])
-    _flag(o, "init_posterior", str, "q(z|x,p) starts at N(0, I), KL ~0 (prior) or at PyTorch's init",
-          choices=CHOICES["init_posterior"])
-    _flag(o, "lr_scheduler", str, "learning-rate schedule", choices=CHOICES["lr_scheduler"])
+    _switch(o, "sigmoid_output", "bound the generated frame to [0, 1] with a sigmoid")
+    _switch(o, "colour_anchor", "add the first frame's mean colour to every generated frame (the studio "
+            "colour carried from frame 0; default on, --no-colour_anchor: the template's output)")
+    _choice(o, "init_output", "Generator output starts at the train frames' mean colour (data) or PyTorch's init")
+    _choice(o, "init_posterior", "q(z|x,p) starts at N(0, I), KL ~0 (prior) or at PyTorch's init")
+    _choice(o, "lr_scheduler", "learning-rate schedule")
     _flag(o, "min_lr", float, "cosine floor")
     _flag(o, "weight_decay", float, "weight decay")
     _flag(o, "grad_clip", float, "gradient-norm clip")
-    _flag(o, "kl_reduction", str, "KL scale: sum (template) or mean", choices=CHOICES["kl_reduction"])
-    _flag(o, "kl_reach_stop", None, "ramps end exactly at beta=1", action=argparse.BooleanOptionalAction)
+    _choice(o, "kl_reduction", "KL scale: sum (template) or mean")
+    _switch(o, "kl_reach_stop", "ramps end exactly at beta=1")
     _flag(o, "kl_beta_min", float, "floor under beta")
-    _flag(o, "tf_coin", str, "teacher-forcing coin per batch or per epoch (template)", choices=CHOICES["tf_coin"])
-    _flag(o, "channels_last", None, "NHWC memory format", action=argparse.BooleanOptionalAction)
+    _choice(o, "tf_coin", "teacher-forcing coin per batch or per epoch (template)")
+    _switch(o, "channels_last", "NHWC memory format")
     _flag(o, "time_chunk", int, "time steps per batched training call (-1: 8 on CPU, all on CUDA)")
-    _flag(o, "precision", str, "training precision: auto = bf16 on CUDA >= 8.0, fp16 (+ GradScaler) on 7.x, fp32 "
-          "below and on the CPU (bf16 with --cpu_amp)", choices=CHOICES["precision"])
-    _flag(o, "deterministic", None, "cuDNN deterministic algorithms, no benchmark mode (exact resume on CUDA)",
-          action=argparse.BooleanOptionalAction)
-    _flag(o, "amp", None, "mixed precision on CUDA with --precision auto (--no-amp: fp32)",
-          action=argparse.BooleanOptionalAction)
-    _flag(o, "cpu_amp", None, "bfloat16 autocast on CPU, training and rollouts (opt-in: ~1.9x where the CPU has "
-          "AVX512-BF16/AMX; changes the numerics)", action=argparse.BooleanOptionalAction)
+    _choice(o, "precision", "training precision: auto = bf16 on CUDA >= 8.0, fp16 (+ GradScaler) on 7.x, fp32 "
+            "below and on the CPU (bf16 with --cpu_amp)")
+    _switch(o, "deterministic", "cuDNN deterministic algorithms, no benchmark mode (exact resume on CUDA)")
+    _switch(o, "amp", "mixed precision on CUDA with --precision auto (--no-amp: fp32)")
+    _switch(o, "cpu_amp", "bfloat16 autocast on CPU, training and rollouts (opt-in: ~1.9x where the CPU has "
+            "AVX512-BF16/AMX; changes the numerics)")
     _flag(o, "ema", float, "decay of the weights' moving average used to validate, save and test (0: off)")
-    _flag(o, "prior", str, "the prior over z: fixed N(0, I) (template) or learned p(z_t | x_{t-1}, p_t) (SVG-LP)",
-          choices=CHOICES["prior"])
-    _flag(o, "z", str, "rollouts take z as a sample of the prior or its mean", choices=CHOICES["z"])
+    _choice(o, "prior", "the prior over z: fixed N(0, I) (template) or learned p(z_t | x_{t-1}, p_t) (SVG-LP)")
+    _choice(o, "z", "rollouts take z as a sample of the prior or its mean")
+    _switch(o, "appearance_memory", "the decoder sees frame 0's features beside the previous frame's at every "
+            "step (adds appearance_memory.* weights; the five modules unchanged)")
+    _flag(o, "feedback_noise", float, "training without teacher forcing: std of noise added to the fed-back frame")
+    _switch(o, "detach_feedback", "training without teacher forcing: stop the gradient at the fed-back frame")
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
-    _flag(o, "compile", None, "torch.compile the training forward and the rollout's per-frame step (CUDA "
-          "graphs on a GPU); off: compiling takes minutes on a CPU, see benchmarks/RESULTS.md",
-          action=argparse.BooleanOptionalAction)
-    _flag(o, "tensorboard", None, "also log metrics and validation frames to <save_root>/tensorboard "
-          "(needs the tensorboard package)", action=argparse.BooleanOptionalAction)
+    _switch(o, "compile", "torch.compile the training forward and the rollout's per-frame step (CUDA "
+            "graphs on a GPU); off: compiling takes minutes on a CPU, see benchmarks/RESULTS.md")
+    _switch(o, "tensorboard", "also log metrics and validation frames to <save_root>/tensorboard "
+            "(needs the tensorboard package)")
     o.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="progress bars (default: on; --no-progress or LAB4_PROGRESS=0: off)")
     if test_tool:
         o.add_argument("--val", action="store_true", help="also evaluate the validation video (PSNR CSV, plot, GIF)")
         o.add_argument("--samples", type=int, metavar="K", help="with --val: also roll the val video out with K "
                        "z-sequences and report their mean, best and worst (a diagnostic; the submission uses --seed)")
+        o.add_argument("--average", type=int, metavar="K", help="roll each sequence out K times (z-sequences seeded "
+                       "--seed, --seed+1, ...) and write the per-pixel mean: the best estimate under the score's MSE "
+                       "(default 1: one rollout; K times the time)")
+        o.add_argument("--average_ckpts", "--average-ckpts", metavar="PATH[,PATH...]", help="other checkpoints of the "
+                       "same run (e.g. its last saves): the mean is over --ckpt_path and these, K rollouts each")
     else:
         o.add_argument("--overwrite", action="store_true", help="train from scratch into a --save_root that holds a run")
-    return ap
 
 
-EXTRA_FLAGS = ("val", "overwrite", "samples", "progress")
+EXTRA_FLAGS = ("val", "overwrite", "samples", "average", "average_ckpts", "progress")
 
 
 def parse_config(parser, argv=None) -> tuple[TrainConfig, dict, dict]:
@@ -144,7 +166,9 @@ def train_main(argv=None, process_exits_after: bool = False) -> int:
     try:
         cfg, explicit, extra = parse_config(parser, argv)
         if cfg.test:
-            evaluate_val_video(cfg, explicit)
+            from .checkpoint import load_model_for_flags
+            from .device import select_device
+            evaluate_val_video(cfg, load_model_for_flags(cfg, explicit, select_device(cfg.device))[0])
             return 0
         run = _training_run(cfg, explicit, bool(extra.get("overwrite")), process_exits_after)
         with out_of_memory_as_error(f"training at --batch_size {run.cfg.batch_size} on {run.device}: "
@@ -189,22 +213,30 @@ def train_command() -> int:
     return train_main(process_exits_after=True)
 
 
-def evaluate_val_video(cfg: TrainConfig, explicit: dict, samples: int = 1) -> dict:
-    """`lab4-train --test` and `lab4-test --val`: --ckpt_path's val rollout(s), guarded, written to
+def evaluate_val_video(cfg: TrainConfig, model, samples: int = 1, average: int = 1, more_models=()) -> dict:
+    """`lab4-train --test` and `lab4-test --val`: the model's val rollout(s), guarded, written to
     <save_root>/val (lab4.evaluate.evaluate_checkpoint)."""
-    from .checkpoint import load_model_for_flags
     from .data import load_split
-    from .device import select_device
     from .evaluate import evaluate_checkpoint
-    model, _ = load_model_for_flags(cfg, explicit, select_device(cfg.device))
     val = load_split(cfg.DR, "val", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-    return evaluate_checkpoint(model, cfg, val, samples)
+    return evaluate_checkpoint(model, cfg, val, samples, average=average, more_models=more_models)
+
+
+def _average_flag(extra: dict, cfg: TrainConfig) -> int:
+    """--average K: a positive count; more than one rollout needs z drawn (z = mean repeats itself)."""
+    average = extra.get("average", 1)
+    if average < 1:
+        raise Lab4Error(f"--average {average}: expected a positive number of rollouts")
+    if (average > 1 or extra.get("average_ckpts")) and cfg.z != "sample":
+        raise Lab4Error(f"--average {average}: expected --z sample (with --z {cfg.z} every rollout is the same)")
+    return average
 
 
 # ---- lab4-test -------------------------------------------------------------------------------
 def test_main(argv=None) -> int:
     """lab4-test: the template's Tester.py flags; writes pred_seq<k>.gif and submission.csv in
-    --save_root, and with --val [--samples K] the val video's outputs in <save_root>/val."""
+    --save_root, and with --val [--samples K] the val video's outputs in <save_root>/val; --average K
+    [--average_ckpts ...] writes the mean of K rollouts (of each checkpoint) instead of one."""
     from .checkpoint import load_model_for_flags
     from .data import load_split
     from .device import select_device
@@ -212,16 +244,21 @@ def test_main(argv=None) -> int:
     parser = build_parser("lab4-test", test_tool=True)
     try:
         cfg, explicit, extra = parse_config(parser, argv)
-        samples = extra.get("samples")
+        samples, average = extra.get("samples"), _average_flag(extra, cfg)
         if samples is not None and (samples < 1 or not extra.get("val")):
             raise Lab4Error(f"--samples {samples}: expected a positive number of z-sequences, with --val")
+        device = select_device(cfg.device)
+        model, _ = load_model_for_flags(cfg, explicit, device)
+        more = [load_model_for_flags(dataclasses.replace(cfg, ckpt_path=p), explicit, device)[0]
+                for p in filter(None, (extra.get("average_ckpts") or "").split(","))]
         if extra.get("val"):
-            evaluate_val_video(cfg, explicit, samples or 1)
-        model, _ = load_model_for_flags(cfg, explicit, select_device(cfg.device))
+            evaluate_val_video(cfg, model, samples or 1, average, more)
         test = load_split(cfg.DR, "test", cfg.frame_H, cfg.frame_W, cfg.cache_dir, cfg.num_workers)
-        pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z)
+        pred = predict_test(model, test, seed=cfg.seed, cpu_amp=cfg.cpu_amp, z_mode=cfg.z, average=average,
+                            more_models=more)
         path = write_test_outputs(pred, cfg.save_root, what=f"--ckpt_path {cfg.ckpt_path}")
-        print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows) and pred_seq0..{len(pred) - 1}.gif")
+        mean_words = f", each the mean of {average * (1 + len(more))} rollouts" if average > 1 or more else ""
+        print(f"wrote {path} ({pred.shape[0] * pred.shape[1]} rows{mean_words}) and pred_seq0..{len(pred) - 1}.gif")
     except Lab4Error as e:
         print(f"lab4-test: error: {e}", file=sys.stderr)
         return 2
@@ -257,12 +294,14 @@ def score_main(argv=None) -> int:
 # ---- lab4-synth ------------------------------------------------------------------------------
 def synth_main(argv=None) -> int:
     """lab4-synth --out DIR [--preset mini|demo|full]: the synthetic dataset in the Kaggle layout."""
-    from .synth import PRESETS as SYNTH_PRESETS, generate_dataset
+    from .synth import PRESETS as SYNTH_PRESETS, STYLES as SYNTH_STYLES, generate_dataset
     ap = argparse.ArgumentParser(prog="lab4-synth", description="Write a synthetic Lab 4 dataset "
                                  "(same layout as the Kaggle data) plus test_solution.npy.")
     ap.add_argument("--out", required=True, help="output folder (new, empty, or a previous synth output)")
     ap.add_argument("--preset", default="mini", choices=sorted(SYNTH_PRESETS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--style", default="demo", choices=sorted(SYNTH_STYLES),
+                    help="demo (default); travel: mostly walking across and turning, more clothing contrast")
     ap.add_argument("--height", type=int, help="native PNG height (default: the preset's)")
     ap.add_argument("--width", type=int, help="native PNG width (default: the preset's)")
     ap.add_argument("--workers", type=int, help="processes (default: all cores)")
@@ -274,7 +313,7 @@ def synth_main(argv=None) -> int:
     if a.workers is not None and a.workers < 1:
         ap.error(f"--workers must be at least 1, got {a.workers}")
     try:
-        out = generate_dataset(a.out, a.preset, a.seed, a.height, a.width, a.workers, not a.no_progress)
+        out = generate_dataset(a.out, a.preset, a.seed, a.height, a.width, a.workers, not a.no_progress, a.style)
     except Lab4Error as e:
         print(f"lab4-synth: error: {e}", file=sys.stderr)
         return 2

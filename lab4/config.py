@@ -10,11 +10,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-CHECKPOINT_VERSION = 5          # 2: + train_state_dict, ema_n when --ema averages the weights;
+CHECKPOINT_VERSION = 6          # 2: + train_state_dict, ema_n when --ema averages the weights;
                                 # 3: + config.prior, z; learned_prior.* weights with --prior learned;
                                 # 4: + config.precision (resolved), deterministic; grad_scaler with fp16;
                                 #    rng.cuda: the RNG of the device in use only;
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
+                                # 6: + config.appearance_memory (appearance_memory.* weights when on),
+                                #    feedback_noise, detach_feedback (a config without them: off)
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 # ---- the Kaggle protocol (LAB4_SPEC.md section 4): defined here once, imported everywhere ----
@@ -22,6 +24,8 @@ SEQ_LEN = 630             # frames of the val video and of each test sequence (f
 LAST_SCORED = 600         # Kaggle scores frames 1..LAST_SCORED of each sequence
 N_TEST_SEQUENCES = 5      # test sequences in submission.csv (5 x 630 = 3,150 rows)
 N_PUBLIC = 3              # sequences 0..2 make the public score, 3..4 the private one
+EARLY_FRAMES = (1, 150)   # the rollout's first quarter of the scored frames ...
+LATE_FRAMES = (LAST_SCORED - 149, LAST_SCORED)   # ... and its last (451..600): "drift" = early - late
 
 # ---- the allowed values of each choice flag: the command line, validation and the modules read these ----
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -118,6 +122,10 @@ class TrainConfig:
                                     # state_dict and lab4-test use (0: off, the raw weights)
     prior: str = "fixed"            # fixed: z ~ N(0, I) (template); learned: p(z_t | x_{t-1}, p_t), SVG-LP
     z: str = "sample"               # rollouts (validation, lab4-test): sample z from the prior, or its mean
+    appearance_memory: bool = False  # the decoder sees frame 0's features beside the previous frame's at every
+                                    # step (a 1x1 conv over both, started as "previous only"; SVG's content skip)
+    feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
+    detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
     world_size: int = 1             # recorded, not a flag: the processes the run trained with (torchrun)
 
     def model_dims(self) -> dict:
@@ -225,6 +233,7 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(0 <= cfg.ema < 1, "ema", cfg, "a decay in [0, 1) (0: no weight averaging)")
         _expect(0 <= cfg.tfr <= 1, "tfr", cfg, "a ratio in [0, 1]")
         _expect(cfg.tfr_d_step >= 0, "tfr_d_step", cfg, "a decrease >= 0 per epoch")
+        _expect(cfg.feedback_noise >= 0, "feedback_noise", cfg, "a standard deviation >= 0")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)
             _expect(value >= divisor and value % divisor == 0, name, cfg,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import LAST_SCORED, SEQ_LEN
+from .config import EARLY_FRAMES, LAST_SCORED, LATE_FRAMES, SEQ_LEN
 from .data import Split
 from .device import autocast, out_of_memory_as_error, rollout_precision
 from .errors import Lab4Error
@@ -32,6 +32,25 @@ from .score import psnr_per_frame, ssim_per_frame
 def kaggle_mean(per_frame: np.ndarray) -> float:
     """Mean over frames 1..LAST_SCORED of a per-frame score (T,), as Kaggle scores a sequence."""
     return float(np.mean(per_frame[1:LAST_SCORED + 1]))
+
+
+def drift(per_frame: np.ndarray) -> dict:
+    """Where the rollout loses quality: the mean of a per-frame score (T,) over frames 1-150 ("early")
+    and 451-600 ("late"), and early - late ("drift", in dB for PSNR). NaN for a rollout too short."""
+    (a, b), (c, d) = EARLY_FRAMES, LATE_FRAMES
+    if len(per_frame) <= d:
+        return {"early": float("nan"), "late": float("nan"), "drift": float("nan")}
+    early, late = float(np.mean(per_frame[a:b + 1])), float(np.mean(per_frame[c:d + 1]))
+    return {"early": early, "late": late, "drift": early - late}
+
+
+def drift_words(per_frame: np.ndarray) -> str:
+    """'; frames 1-150 33.10, 451-600 30.80 dB (drift 2.30)', or '' for a rollout shorter than 601 frames."""
+    d = drift(per_frame)
+    if np.isnan(d["drift"]):
+        return ""
+    return (f"; frames {EARLY_FRAMES[0]}-{EARLY_FRAMES[1]} {d['early']:.2f}, {LATE_FRAMES[0]}-{LATE_FRAMES[1]} "
+            f"{d['late']:.2f} dB (drift {d['drift']:.2f})")
 
 
 def copy_first_psnr(val: Split, length: int = SEQ_LEN) -> np.ndarray:
@@ -136,20 +155,30 @@ def spread_words(spread: pd.DataFrame) -> str:
             f"(seed {int(best.seed)}), worst {worst.val_psnr:.3f} (seed {int(worst.seed)})")
 
 
-def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log=print) -> dict:
+def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log=print, average: int = 1,
+                        more_models=()) -> dict:
     """`lab4-train --test` and `lab4-test --val`: the val video's rollout with --seed (CSV, plot, GIF
     in <save_root>/val) and, for K = samples > 1, K z-sequences (seeds seed..seed+K-1) and their
-    spread in val/psnr_samples.csv. Returns the Kaggle-protocol means (and "spread")."""
+    spread in val/psnr_samples.csv. With average > 1 or more_models (other checkpoints of the run),
+    the outputs are those of the per-pixel mean of `average` rollouts of each model (the mean of the
+    predictive distribution, the best estimate under an MSE; `mean_prediction`). Returns the
+    Kaggle-protocol means, the drift (early, late) and, with samples > 1, "spread"."""
     out = Path(cfg.save_root) / "val"
-    seeds = [cfg.seed + k for k in range(samples)]
+    seeds = [cfg.seed + k for k in range(max(samples, average))]
     preds, psnrs = validate_samples(model, val, cfg.val_vi_len, seeds, progress=True, cpu_amp=cfg.cpu_amp,
                                     z_mode=cfg.z, what=f"--ckpt_path {cfg.ckpt_path}")
-    res = write_validation_outputs(preds[0], psnrs[0], val, out, z_mode=cfg.z)
+    pred, psnr = preds[0], psnrs[0]
+    if average > 1 or more_models:
+        pred, psnr = mean_prediction(preds[:average], more_models, cfg, val, seeds[:average])
+        log(f"val PSNR of one rollout (seed {cfg.seed}) {kaggle_mean(psnrs[0]):.3f} dB; of the mean of "
+            f"{average * (1 + len(more_models))} rollouts {kaggle_mean(psnr):.3f} dB")
+    res = write_validation_outputs(pred, psnr, val, out, z_mode=cfg.z)
+    res.update(drift(psnr))
     z_words = "z ~ the prior" if cfg.z == "sample" else "z = the prior's mean"
     log(f"val PSNR (frames 1..{LAST_SCORED}, {z_words}) {res['val_psnr']:.3f} dB, SSIM {res['val_ssim']:.4f}; "
-        f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB")
+        f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB{drift_words(psnr)}")
     if samples > 1:
-        spread = sample_spread(psnrs, seeds)
+        spread = sample_spread(psnrs[:samples], seeds[:samples])
         with atomic_path(out / "psnr_samples.csv") as tmp:
             spread.to_csv(tmp, index=False)
         log(f"val PSNR over {spread_words(spread)}; wrote {out / 'psnr_samples.csv'}")
@@ -157,15 +186,28 @@ def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log
     return res
 
 
+def mean_prediction(preds: torch.Tensor, more_models, cfg, val: Split, seeds) -> tuple[torch.Tensor, np.ndarray]:
+    """The per-pixel mean of the rollouts `preds` (K, T, 3, H, W) and of each model of more_models
+    rolled out with the same seeds: the mean prediction (T, 3, H, W) and its per-frame PSNR (T,)."""
+    for extra in more_models:
+        more, _ = validate_samples(extra, val, cfg.val_vi_len, seeds, progress=True, cpu_amp=cfg.cpu_amp,
+                                   z_mode=cfg.z, what="--average_ckpts")
+        preds = torch.cat([preds, more])
+    mean = preds.mean(0)                                                  # (T, 3, H, W)
+    return mean, psnr_per_frame(mean, val.images[:len(mean)])
+
+
 # ---- trained runs compared (notebook 06) --------------------------------------------------------
 def compare_runs(checkpoints: dict, val: Split, length: int = SEQ_LEN, samples: int = 4, seed: int = 1,
                  device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
     """{name: checkpoint path} -> (per_frame, summary): each run's checkpoint rolled out K times with z
-    from its prior (seeds seed..seed+K-1) and once with z = the prior's mean.
+    from its prior (seeds seed..seed+K-1), the per-pixel mean of those K rollouts (`lab4-test --average
+    K`), and once with z = the prior's mean.
     per_frame: one row per (run, z, seed, frame) with psnr and ssim (z "sample" rows for each of
-    the K seeds, "mean" rows once, seed -1), frames 0..T-1 of the val video.
-    summary: one row per run: the Kaggle-protocol val PSNR of the --seed rollout, the mean, std,
-    best and worst over the K samples, the z = mean rollout's, and the mean SSIM of both."""
+    the K seeds, "average" and "mean" rows once, seed -1), frames 0..T-1 of the val video.
+    summary: one row per run: the Kaggle-protocol val PSNR of the --seed rollout and its drift
+    (frames 1-150 minus 451-600), the mean, std, best and worst over the K samples, the pixel mean
+    of K's PSNR and drift, the z = mean rollout's, and the mean SSIM of the seed and z = mean rollouts."""
     from .checkpoint import load_model
     frames, rows = [], []
     seeds = [seed + k for k in range(samples)]
@@ -176,13 +218,18 @@ def compare_runs(checkpoints: dict, val: Split, length: int = SEQ_LEN, samples: 
         gt = val.images[:len(mean_psnr)]
         ssims = [ssim_per_frame(p, gt) for p in preds]
         mean_ssim = ssim_per_frame(mean_pred, gt)
+        average = preds.mean(0)                                                          # (T, 3, H, W)
+        average_psnr = psnr_per_frame(average, gt)
         for s, psnr, ssim in zip(seeds, psnrs, ssims):
             frames.append(_frame_rows(name, "sample", s, psnr, ssim))
+        frames.append(_frame_rows(name, "average", -1, average_psnr, ssim_per_frame(average, gt)))
         frames.append(_frame_rows(name, "mean", -1, mean_psnr, mean_ssim))
         spread = sample_spread(psnrs, seeds)["val_psnr"]
         rows.append({"run": name, "prior": cfg.prior, "val PSNR (seed)": spread.iloc[0],
+                     "drift (seed)": drift(psnrs[0])["drift"],
                      f"mean of {samples}": spread.mean(), "std": spread.std(ddof=0), "best": spread.max(),
-                     "worst": spread.min(), "z = mean": kaggle_mean(mean_psnr),
+                     "worst": spread.min(), f"pixel mean of {samples}": kaggle_mean(average_psnr),
+                     "drift, pixel mean": drift(average_psnr)["drift"], "z = mean": kaggle_mean(mean_psnr),
                      "SSIM (seed)": kaggle_mean(ssims[0]), "SSIM, z = mean": kaggle_mean(mean_ssim)})
     return pd.concat(frames, ignore_index=True), pd.DataFrame(rows).set_index("run")
 

@@ -16,10 +16,22 @@ from .score import write_submission
 
 
 def predict_test(model: VideoCVAE, test: Split, seed: int = 0, progress: bool = True,
-                 cpu_amp: bool = False, z_mode: str = "sample") -> torch.Tensor:
+                 cpu_amp: bool = False, z_mode: str = "sample", average: int = 1, more_models=()) -> torch.Tensor:
     """All test sequences rolled out together -> (S, 630, 3, H, W) float on the CPU; sequence s
     draws its noise from a generator seeded seed * 1000 + s. cpu_amp: bfloat16 autocast when the
-    model is on the CPU (opt-in, changes the numerics); z_mode: sample z from the prior, or its mean."""
+    model is on the CPU (opt-in, changes the numerics); z_mode: sample z from the prior, or its mean.
+    average K > 1 and more_models (other checkpoints of the run): the per-pixel mean of K rollouts of
+    each model, rollout k seeded as `--seed` seed + k would be (k = 0: the single rollout above)."""
+    total, n = None, 0
+    for m in (model, *more_models):
+        for k in range(average):
+            pred = _rollout_test_sequences(m, test, seed + k, progress, cpu_amp, z_mode)
+            total, n = (pred if total is None else total + pred), n + 1
+    return total / n if n > 1 else total
+
+
+def _rollout_test_sequences(model: VideoCVAE, test: Split, seed: int, progress: bool, cpu_amp: bool,
+                            z_mode: str) -> torch.Tensor:
     S, T = test.labels.shape[:2]
     device = next(model.parameters()).device
     with out_of_memory_as_error(f"rolling out the {S} test sequences together on {device} (use --device cpu)"), \

@@ -29,13 +29,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import refuse_unknown_choice
-from .modules import Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
+from .modules import AppearanceMemory, Decoder_Fusion, Gaussian_Predictor, Generator, Label_Encoder, RGB_Encoder
 
 
 class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
                  sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False,
-                 time_chunk: int = 8, compile_rollout: bool = False, world=None):
+                 time_chunk: int = 8, compile_rollout: bool = False, world=None, appearance_memory: bool = False,
+                 feedback_noise: float = 0.0, detach_feedback: bool = False):
         super().__init__()
         refuse_unknown_choice("prior", prior)
         self.frame_transformation = RGB_Encoder(3, F_dim)
@@ -45,6 +46,8 @@ class VideoCVAE(nn.Module):
         self.Generator = Generator(D_out_dim, 3)
         # p(z_t | x_{t-1}, p_t) with --prior learned; None: the fixed N(0, I)
         self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
+        # frame 0's features beside the previous frame's at every step (--appearance_memory); None: off
+        self.appearance_memory = AppearanceMemory(F_dim) if appearance_memory else None
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.colour_anchor = colour_anchor    # the output adds the first frame's mean colour (`anchor_of`)
@@ -52,6 +55,8 @@ class VideoCVAE(nn.Module):
         self.compile_rollout = compile_rollout  # rollouts run `rollout_step` under torch.compile (--compile)
         self.world = world                    # data-parallel training (lab4.distributed.World): this rank's
                                               # rows of the global batch's noise and BatchNorm statistics
+        self.feedback_noise = feedback_noise  # training without teacher forcing: std of the noise added to
+        self.detach_feedback = detach_feedback  # the fed-back frame; stop its gradient (`feed_back`)
 
     @classmethod
     def from_config(cls, cfg, device: torch.device | None = None, world=None) -> "VideoCVAE":
@@ -61,7 +66,8 @@ class VideoCVAE(nn.Module):
         time_chunk = cfg.time_chunk if cfg.time_chunk >= 0 else (0 if on_cuda else 8)
         return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output,
                    prior=cfg.prior, colour_anchor=cfg.colour_anchor, time_chunk=time_chunk,
-                   compile_rollout=cfg.compile, world=world)
+                   compile_rollout=cfg.compile, world=world, appearance_memory=cfg.appearance_memory,
+                   feedback_noise=cfg.feedback_noise, detach_feedback=cfg.detach_feedback)
 
     @property
     def prior(self) -> str:
@@ -108,9 +114,17 @@ class VideoCVAE(nn.Module):
         mean = first_frame.float().mean(dim=(2, 3), keepdim=True)          # (B, 3, 1, 1)
         return torch.logit(mean.clamp(0.02, 0.98)) if self.sigmoid_output else mean
 
+    def context_of(self, first_frame: torch.Tensor, first_feat: torch.Tensor) -> tuple:
+        """What every step of a sequence carries from frame 0 (B, 3, H, W) and its features (B, F, H, W):
+        (the colour anchor (B, 3, 1, 1), the appearance memory: frame 0's features), each None when off."""
+        return self.anchor_of(first_frame), (first_feat if self.appearance_memory is not None else None)
+
     def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
-                 anchor: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, F, H, W), (B, L, H, W), (B, N, H, W), anchor (B, 3, 1, 1) or None -> frame (B, 3, H, W)."""
+                 context: tuple = (None, None)) -> torch.Tensor:
+        """(B, F, H, W), (B, L, H, W), (B, N, H, W), context (`context_of`) -> frame (B, 3, H, W)."""
+        anchor, memory = context
+        if memory is not None:                                      # frame 0's appearance beside the last frame's
+            prev_feat = self.appearance_memory(prev_feat, memory)
         frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
         if anchor is not None:
             frame = frame + anchor
@@ -136,13 +150,24 @@ class VideoCVAE(nn.Module):
         return mu if eps is None else mu + torch.exp(0.5 * logvar) * eps
 
     def rollout_step(self, prev: torch.Tensor, label_feat: torch.Tensor, eps: torch.Tensor | None,
-                     anchor: torch.Tensor | None) -> torch.Tensor:
+                     context: tuple) -> torch.Tensor:
         """One frame of the rollout: the previous frame (S, 3, H, W), the pose's features (S, L, H, W),
-        the noise eps (S, N, H, W) or None (z = the prior's mean) -> the next frame (S, 3, H, W).
+        the noise eps (S, N, H, W) or None (z = the prior's mean), the sequence's `context_of` -> the
+        next frame (S, 3, H, W).
         Tensors in, a tensor out: the part `--compile` hands to torch.compile (`compiled_rollout_step`)."""
         prev_feat = self.frame_transformation(prev)                  # (S, F, H, W)
         z = self.prior_z(prev_feat, label_feat, eps)                 # (S, N, H, W)
-        return self.generate(prev_feat, label_feat, z, anchor)
+        return self.generate(prev_feat, label_feat, z, context)
+
+    def feed_back(self, frame: torch.Tensor) -> torch.Tensor:
+        """Training without teacher forcing: the features (B, F, H, W) of the generated frame (B, 3, H, W)
+        the next step is given; with detach_feedback its gradient stops there, with feedback_noise it
+        is perturbed first (N(0, std^2) per pixel), as the rollout's own errors will perturb it."""
+        if self.detach_feedback:
+            frame = frame.detach()
+        if self.feedback_noise > 0:
+            frame = frame + self.feedback_noise * torch.randn_like(frame)
+        return self.frame_transformation(frame)
 
     # ---- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None):
@@ -160,7 +185,7 @@ class VideoCVAE(nn.Module):
         flat = lambda t: t.reshape(-1, *t.shape[2:])                # (B, n, ...) -> (B*n, ...)
         unflat = lambda t, n: t.reshape(B, n, *t.shape[1:])         # (B*n, ...) -> (B, n, ...)
         prev_feat = self.frame_transformation(x[:, 0])              # (B, F, H, W)
-        anchor = self.anchor_of(x[:, 0])                            # (B, 3, 1, 1) or None
+        context = self.context_of(x[:, 0], prev_feat)               # anchor (B, 3, 1, 1), memory (B, F, H, W)
         outs, mus, logvars, label_feats, zs, priors = [], [], [], [], [], []
         for s in range(1, T, chunk):
             e, n = min(s + chunk, T), min(chunk, T - s)
@@ -170,8 +195,8 @@ class VideoCVAE(nn.Module):
             mus.append(unflat(mu, n)), logvars.append(unflat(logvar, n))
             if teacher_forcing:                                     # previous frame = ground truth: batched
                 prev = torch.cat([prev_feat.unsqueeze(1), cur[:, :-1]], 1)   # (B, n, F, H, W)
-                step_anchor = None if anchor is None else anchor.repeat_interleave(n, 0)   # (B*n, 3, 1, 1)
-                outs.append(unflat(self.generate(flat(prev), flat(lab), z, step_anchor), n))
+                step_context = tuple(None if c is None else c.repeat_interleave(n, 0) for c in context)   # B*n rows
+                outs.append(unflat(self.generate(flat(prev), flat(lab), z, step_context), n))
                 if self.learned_prior is not None:
                     priors.append([unflat(a, n) for a in self.learned_prior.distribution(flat(prev), flat(lab))])
                 prev_feat = cur[:, -1]
@@ -182,10 +207,10 @@ class VideoCVAE(nn.Module):
             for t in range(T - 1):
                 if self.learned_prior is not None:
                     priors.append([a.unsqueeze(1) for a in self.learned_prior.distribution(prev_feat, lab[:, t])])
-                frame = self.generate(prev_feat, lab[:, t], z[:, t], anchor)   # (B, 3, H, W)
+                frame = self.generate(prev_feat, lab[:, t], z[:, t], context)   # (B, 3, H, W)
                 outs.append(frame.unsqueeze(1))
                 if t < T - 2:
-                    prev_feat = self.frame_transformation(frame)
+                    prev_feat = self.feed_back(frame)
         posterior = torch.cat(mus, 1).flatten(0, 1), torch.cat(logvars, 1).flatten(0, 1)
         if self.learned_prior is None:
             return torch.cat(outs, 1), *posterior
@@ -215,14 +240,14 @@ class VideoCVAE(nn.Module):
         H, W = prev.shape[-2:]
         out = torch.empty(S, T, 3, H, W, device=device)
         out[:, 0] = prev
-        anchor = self.anchor_of(prev)                                    # (S, 3, 1, 1) or None
+        context = self.context_of(prev, self.frame_transformation(prev))   # anchor (S, 3, 1, 1), memory (S, F, H, W)
         step = compiled_rollout_step(device) if self.compile_rollout else VideoCVAE.rollout_step
         for start in range(1, T, label_chunk):
             label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
             for j in range(label_feat.shape[1]):
                 eps = None if z_mode == "mean" else \
                     torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])  # (S, N, H, W)
-                prev = step(self, prev, label_feat[:, j], eps, anchor)      # (S, 3, H, W)
+                prev = step(self, prev, label_feat[:, j], eps, context)     # (S, 3, H, W)
                 out[:, start + j] = prev
             if progress is not None:
                 progress.update(label_feat.shape[1])
@@ -245,9 +270,9 @@ def compiled_rollout_step(device: torch.device):
         return _compiled_step(None)
     graphed = _compiled_step("reduce-overhead")
 
-    def step(model, prev, label_feat, eps, anchor):
+    def step(model, prev, label_feat, eps, context):
         torch.compiler.cudagraph_mark_step_begin()
-        return graphed(model, prev, label_feat, eps, anchor).clone()
+        return graphed(model, prev, label_feat, eps, context).clone()
     return step
 
 

@@ -6,25 +6,29 @@ Label_Encoder and Gaussian_Predictor, exactly as in the template.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .layers import DepthConvBlock, ResidualBlock
 
 __all__ = ["Generator", "RGB_Encoder", "Gaussian_Predictor", "Decoder_Fusion", "Label_Encoder"]
 
 
+def alternating_blocks(widths: list[int], first: type) -> list[nn.Module]:
+    """The template's block ladder: one block between each pair of consecutive channel widths,
+    alternating DepthConvBlock and ResidualBlock, starting with `first`. The list keeps the
+    template's layer indices, so its state-dict keys are the template's."""
+    kinds = [first, ResidualBlock if first is DepthConvBlock else DepthConvBlock]
+    return [kinds[i % 2](c_in, c_out) for i, (c_in, c_out) in enumerate(zip(widths, widths[1:]))]
+
+
 class Generator(nn.Sequential):
     """Decoder features (B, D, H, W) -> frame (B, 3, H, W); unbounded (the model may add a sigmoid)."""
 
     def __init__(self, input_nc: int, output_nc: int):
+        c = input_nc
         super().__init__(
-            DepthConvBlock(input_nc, input_nc),
-            ResidualBlock(input_nc, input_nc // 2),
-            DepthConvBlock(input_nc // 2, input_nc // 2),
-            ResidualBlock(input_nc // 2, input_nc // 4),
-            DepthConvBlock(input_nc // 4, input_nc // 4),
-            ResidualBlock(input_nc // 4, input_nc // 8),
-            DepthConvBlock(input_nc // 8, input_nc // 8),
-            nn.Conv2d(input_nc // 8, output_nc, 1),
+            *alternating_blocks([c, c, c // 2, c // 2, c // 4, c // 4, c // 8, c // 8], first=DepthConvBlock),
+            nn.Conv2d(c // 8, output_nc, 1),
         )
 
 
@@ -32,14 +36,10 @@ class RGB_Encoder(nn.Sequential):
     """Frame (B, 3, H, W) -> frame feature (B, F, H, W)."""
 
     def __init__(self, in_chans: int, out_chans: int):
+        o = out_chans
         super().__init__(
-            ResidualBlock(in_chans, out_chans // 8),
-            DepthConvBlock(out_chans // 8, out_chans // 8),
-            ResidualBlock(out_chans // 8, out_chans // 4),
-            DepthConvBlock(out_chans // 4, out_chans // 4),
-            ResidualBlock(out_chans // 4, out_chans // 2),
-            DepthConvBlock(out_chans // 2, out_chans // 2),
-            nn.Conv2d(out_chans // 2, out_chans, 3, padding=1),
+            *alternating_blocks([in_chans, o // 8, o // 8, o // 4, o // 4, o // 2, o // 2], first=ResidualBlock),
+            nn.Conv2d(o // 2, o, 3, padding=1),
         )
 
 
@@ -60,12 +60,9 @@ class Gaussian_Predictor(nn.Sequential):
     """Posterior q(z | x_t, p_t): (frame feature, pose feature) -> (z, mu, logvar), each (B, N, H, W)."""
 
     def __init__(self, in_chans: int = 48, out_chans: int = 96):
+        o = out_chans
         super().__init__(
-            ResidualBlock(in_chans, out_chans // 4),
-            DepthConvBlock(out_chans // 4, out_chans // 4),
-            ResidualBlock(out_chans // 4, out_chans // 2),
-            DepthConvBlock(out_chans // 2, out_chans // 2),
-            ResidualBlock(out_chans // 2, out_chans),
+            *alternating_blocks([in_chans, o // 4, o // 4, o // 2, o // 2, o], first=ResidualBlock),
             nn.LeakyReLU(True),  # template quirk: slope 1.0, an identity
             nn.Conv2d(out_chans, out_chans * 2, kernel_size=1),
         )
@@ -93,14 +90,28 @@ class Decoder_Fusion(nn.Sequential):
     """(previous-frame feature, pose feature, z) -> decoder feature (B, D, H, W)."""
 
     def __init__(self, in_chans: int = 48, out_chans: int = 96):
+        c = in_chans
         super().__init__(
-            DepthConvBlock(in_chans, in_chans),
-            ResidualBlock(in_chans, in_chans // 4),
-            DepthConvBlock(in_chans // 4, in_chans // 2),
-            ResidualBlock(in_chans // 2, in_chans // 2),
-            DepthConvBlock(in_chans // 2, out_chans // 2),
+            *alternating_blocks([c, c, c // 4, c // 2, c // 2, out_chans // 2], first=DepthConvBlock),
             nn.Conv2d(out_chans // 2, out_chans, 1, 1),
         )
 
     def forward(self, img: torch.Tensor, label: torch.Tensor, parm: torch.Tensor) -> torch.Tensor:
         return super().forward(torch.cat([img, label, parm], dim=1))  # (B, F + L + N, H, W) in
+
+
+class AppearanceMemory(nn.Module):
+    """lab4's addition, not a template module (--appearance_memory): (previous-frame feature, frame 0's
+    feature), (B, F, H, W) each -> the frame feature the decoder is given, (B, F, H, W). A 1x1 conv over
+    both, started as the identity on the previous frame's and zero on frame 0's, so an untrained
+    memory changes nothing (and draws no random numbers); training learns how much of frame 0's
+    appearance to carry to every step: the content skip of SVG (Denton & Fergus 2018), from frame 0."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        weight = torch.cat([torch.eye(channels), torch.zeros(channels, channels)], dim=1)   # (F, 2F)
+        self.weight = nn.Parameter(weight[:, :, None, None])                              # (F, 2F, 1, 1)
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, prev_feat: torch.Tensor, first_feat: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(torch.cat([prev_feat, first_feat], dim=1), self.weight, self.bias)

@@ -168,7 +168,7 @@ def plot_runs_per_frame(per_frame: pd.DataFrame, smooth: int = 15, title: str = 
     """Per-frame PSNR (top) and SSIM (bottom) of several runs' rollouts (`lab4.compare` rows: run,
     z, seed, frame, psnr, ssim; each run's first z-sample, plus any baseline rows), each curve a
     centred rolling mean over `smooth` frames so that the runs can be told apart."""
-    first = per_frame[per_frame["z"] != "mean"]
+    first = per_frame[per_frame["z"].isin(["sample", "-"])]                # a sampled rollout (or a baseline's)
     first = first[first["seed"] == first.groupby("run")["seed"].transform("min")]
     first = first[first["frame"] > 0].copy()                             # frame 0 is given
     names = list(dict.fromkeys(first["run"]))
@@ -199,10 +199,14 @@ def plot_sample_spread(per_frame: pd.DataFrame, copy_first: float | None = None)
         means = scores[scores["z"] == "mean"].set_index("run")["psnr"]
         ax.scatter(means.reindex(names), range(len(names)), marker="D", s=60, facecolor="white", edgecolor="black",
                    zorder=3, label="z = prior mean")
+        averages = scores[scores["z"] == "average"].set_index("run")["psnr"]
+        if len(averages):
+            ax.scatter(averages.reindex(names), range(len(names)), marker="*", s=140, color="black", zorder=3,
+                       label="pixel mean of the K rollouts")
         if copy_first is not None:
             ax.axvline(copy_first, color="grey", ls="--", lw=1, label=f"copy first frame {copy_first:.2f} dB")
         ax.set(xlabel=f"val PSNR, frames 1..{LAST_SCORED} (dB)", ylabel="",
-               title="val PSNR of each z-sample (dots) and of z = the prior's mean (diamond)")
+               title="val PSNR of each z-sample (dots), their pixel mean (star) and z = the prior's mean (diamond)")
         ax.legend(fontsize=8, loc="lower right")
         fig.tight_layout()
     return fig

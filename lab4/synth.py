@@ -174,15 +174,33 @@ WEIGHTS = [0.06, 0.10, 0.18, 0.10, 0.12, 0.12, 0.10, 0.14, 0.08]
 SPEED = {"walk_across": 0.0022, "run_across": 0.0045}   # hip travel per frame (fraction of the width)
 
 
-def _choreography(n: int, rng: np.random.Generator, tempo: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Style:
+    """How the videos move and dress (the same random draws for every style, other values)."""
+    weights: tuple        # how often each of MOVES is chosen
+    yaws: tuple           # turns a move may start from (radians; four values)
+    shirt: tuple          # shirt RGB before the studio light
+    trousers_gain: tuple  # range of the trousers' brightness factor
+
+
+STYLES = {
+    "demo": Style(tuple(WEIGHTS), (0.0, 0.0, -0.6, 0.6), (150, 190, 228), (0.7, 1.5)),
+    # held-out data for the long rollout (issue 26): mostly travel and turns, a brighter shirt over
+    # darker trousers (more appearance to keep), turns up to 1.1 rad
+    "travel": Style((0.02, 0.06, 0.26, 0.16, 0.20, 0.06, 0.10, 0.08, 0.06), (0.0, -0.6, 0.6, 1.1),
+                    (120, 178, 245), (0.45, 0.9)),
+}
+
+
+def _choreography(n: int, rng: np.random.Generator, tempo: float, style: Style = STYLES["demo"]) -> np.ndarray:
     """(n, NP) pose parameters: random moves joined by cosine blends of their targets."""
     out, prev = [], np.tile(NEUTRAL, 1)
     prev[X] = rng.uniform(0.38, 0.62)
     total = 0
     while total < n:
-        name = MOVES[rng.choice(len(MOVES), p=WEIGHTS)]
+        name = MOVES[rng.choice(len(MOVES), p=list(style.weights))]
         o = {"period": 36 / tempo, "dir": rng.choice([-1, 1]), "full": rng.random() < 0.5,
-             "reps": int(rng.integers(2, 4)), "yaw": rng.choice([0.0, 0.0, -0.6, 0.6]),
+             "reps": int(rng.integers(2, 4)), "yaw": rng.choice(style.yaws),
              "style": rng.choice(["side", "front", "alt"]), "side": int(rng.integers(2))}
         d = int(rng.integers(70, 170) / tempo)
         if name in SPEED:   # travel to the far side: up to 0.2 / 0.8 of the width
@@ -204,9 +222,9 @@ def _choreography(n: int, rng: np.random.Generator, tempo: float) -> np.ndarray:
     return np.concatenate(out)[:n]
 
 
-def make_video(n: int, seed) -> Video:
+def make_video(n: int, seed, style: str = "demo") -> Video:
     """A video's body, appearance (constant) and choreography; `seed` is an int or int tuple."""
-    rng = np.random.default_rng(seed)
+    rng, look = np.random.default_rng(seed), STYLES[style]
     light = rng.uniform(0.82, 1.12)
     skin = np.array([222, 176, 142]) * rng.uniform(0.72, 1.03) + rng.normal(0, 5, 3)
     tint = rng.normal(0, 2.5, 3)                               # warm or cool studio light
@@ -214,11 +232,11 @@ def make_video(n: int, seed) -> Video:
     floor = wall - rng.uniform(22, 55) + rng.normal(0, 2, 3)  # a light-grey floor, never white
     horizon = rng.uniform(0.55, 0.70)
     return Video(
-        params=_choreography(n, rng, tempo=rng.uniform(0.8, 1.25)),
+        params=_choreography(n, rng, tempo=rng.uniform(0.8, 1.25), style=look),
         height_frac=rng.uniform(0.50, 0.68), ground_frac=rng.uniform(max(0.80, horizon + 0.1), 0.88),
         shoulder=rng.uniform(0.105, 0.125),
-        shirt=_rgb(np.array([150, 190, 228]) * light + rng.normal(0, 6, 3)),
-        trousers=_rgb(np.array([42, 46, 62]) * rng.uniform(0.7, 1.5) + rng.normal(0, 4, 3)),
+        shirt=_rgb(np.array(look.shirt) * light + rng.normal(0, 6, 3)),
+        trousers=_rgb(np.array([42, 46, 62]) * rng.uniform(*look.trousers_gain) + rng.normal(0, 4, 3)),
         skin=_rgb(skin), hair=_rgb(np.array([45, 32, 25]) * rng.uniform(0.6, 1.6)),
         studio=(_rgb(wall), _rgb(floor), round(float(horizon), 4), round(float(rng.uniform(0.01, 0.05)), 4)),
         light=(round(float(rng.uniform(-0.08, 0.08)), 4), round(float(rng.uniform(-0.07, 0.0)), 4)),
@@ -469,7 +487,7 @@ def _prepare_out(out: pathlib.Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _tasks(cfg: SynthPreset, seed: int, H: int, W: int, out: pathlib.Path):
+def _tasks(cfg: SynthPreset, seed: int, H: int, W: int, out: pathlib.Path, style: str = "demo"):
     """Split every video into CHUNK-frame tasks; returns (tasks, train video lengths)."""
     rng = np.random.default_rng([seed, 0])
     lengths = []
@@ -478,12 +496,12 @@ def _tasks(cfg: SynthPreset, seed: int, H: int, W: int, out: pathlib.Path):
     runs = []   # (video, img_dir, label_dir, first_name, only_first_img, seq)
     first = 0
     for i, n in enumerate(lengths):
-        runs.append((make_video(n, (seed, 1, i)), "train/train_img", "train/train_label", first,
+        runs.append((make_video(n, (seed, 1, i), style), "train/train_img", "train/train_label", first,
                      False, -1))
         first += n
-    runs.append((make_video(cfg.n_val, (seed, 2, 0)), "val/val_img", "val/val_label", 0, False, -1))
+    runs.append((make_video(cfg.n_val, (seed, 2, 0), style), "val/val_img", "val/val_label", 0, False, -1))
     for k in range(cfg.n_test):
-        runs.append((make_video(cfg.test_len, (seed, 3, k)), f"test/test_img/{k}",
+        runs.append((make_video(cfg.test_len, (seed, 3, k), style), f"test/test_img/{k}",
                      f"test/test_label/{k}", 0, True, k))
     tasks = []
     for v, img_dir, label_dir, first, only_first, seq in runs:
@@ -501,10 +519,12 @@ def _write_json(out: pathlib.Path, info: dict) -> None:
 
 
 def generate_dataset(out_dir, preset="mini", seed=0, height=None, width=None, workers=None,
-                     progress=True) -> pathlib.Path:
-    """Write the synthetic dataset under `out_dir` (layout in the module docstring)."""
+                     progress=True, style: str = "demo") -> pathlib.Path:
+    """Write the synthetic dataset under `out_dir` (layout in the module docstring); `style`: STYLES."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose from {sorted(STYLES)}")
     cfg = PRESETS[preset]
     H = cfg.height if height is None else int(height)
     W = cfg.width if width is None else int(width)
@@ -514,8 +534,8 @@ def generate_dataset(out_dir, preset="mini", seed=0, height=None, width=None, wo
     workers = max(1, int(workers or os.cpu_count() or 1))
     out = pathlib.Path(out_dir)
     _prepare_out(out)
-    tasks, lengths = _tasks(cfg, seed, H, W, out)
-    info = {"generator": "lab4.synth", "preset": preset, "seed": seed, "height": H, "width": W,
+    tasks, lengths = _tasks(cfg, seed, H, W, out, style)
+    info = {"generator": "lab4.synth", "preset": preset, "seed": seed, "style": style, "height": H, "width": W,
             **{k: v for k, v in asdict(cfg).items() if k not in ("height", "width")},
             "train_video_lengths": lengths, "model_hw": list(MODEL_HW), "complete": False}
     _write_json(out, info)

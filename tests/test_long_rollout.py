@@ -1,0 +1,176 @@
+"""The whole 630 frames (issue 26): the drift report, the appearance memory, the fed-back frame's
+levers, `lab4-test --average K` / `--average_ckpts`, and the held-out 'travel' synthetic style."""
+import copy
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lab4.cli import test_main as lab4_test
+from lab4.config import make_config
+from lab4.data import load_split
+from lab4.evaluate import drift, drift_words
+from lab4.infer import predict_test
+from lab4.model import VideoCVAE
+from lab4.stepwise import forward_stepwise
+from lab4.synth import MOVES, STYLES, _choreography, make_video
+
+SMALL = dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24)
+
+
+def batch(B=2, T=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, T, 3, 32, 64, generator=g), torch.rand(B, T, 3, 32, 64, generator=g)
+
+
+# ---- the drift -----------------------------------------------------------------------------------
+def test_drift_is_the_first_150_scored_frames_minus_frames_451_to_600():
+    psnr = np.full(630, 20.0)
+    psnr[0] = 100.0                                   # the given frame: never scored
+    psnr[1:151], psnr[451:601], psnr[601:] = 33.0, 30.5, 0.0    # 601..629 are not scored either
+    assert drift(psnr) == {"early": 33.0, "late": 30.5, "drift": 2.5}
+    assert "frames 1-150 33.00, 451-600 30.50 dB (drift 2.50)" in drift_words(psnr)
+    assert np.isnan(drift(psnr[:600])["drift"]) and drift_words(psnr[:600]) == ""   # too short to have a late part
+
+
+# ---- appearance memory -----------------------------------------------------------------------------
+def test_an_untrained_appearance_memory_changes_nothing_and_draws_no_random_numbers():
+    x, p = batch()
+    torch.manual_seed(0)
+    plain = VideoCVAE(**SMALL)
+    after_plain = torch.rand(1)
+    torch.manual_seed(0)
+    memory = VideoCVAE(**SMALL, appearance_memory=True)
+    assert torch.equal(torch.rand(1), after_plain)                     # the same random stream after it
+    extra = set(memory.state_dict()) - set(plain.state_dict())
+    assert extra == {"appearance_memory.weight", "appearance_memory.bias"}
+    memory.load_state_dict(plain.state_dict(), strict=False)
+    eps = torch.randn(2, 4, 4, 32, 64)
+    for tf in (True, False):
+        torch.testing.assert_close(memory(x, p, tf, eps)[0], plain(x, p, tf, eps)[0])
+    torch.testing.assert_close(memory.rollout(x[:, 0], p, seeds=[3, 4]), plain.rollout(x[:, 0], p, seeds=[3, 4]))
+
+
+def test_a_trained_appearance_memory_carries_frame_0_and_equals_the_stepwise_reference():
+    torch.manual_seed(0)
+    model = VideoCVAE(**SMALL, appearance_memory=True, colour_anchor=True)
+    with torch.no_grad():
+        model.appearance_memory.weight.normal_(0, 0.3)               # as if trained: frame 0 now matters
+    x, p = batch()
+    eps = torch.randn(2, 4, 4, 32, 64)
+    for tf in (True, False):
+        torch.testing.assert_close(model(x, p, tf, eps)[0], forward_stepwise(model, x, p, tf, eps)[0])
+    other_first = x.clone()
+    other_first[:, 0] = 1 - x[:, 0]
+    a, b = model.rollout(x[:, 0], p, seeds=[1, 2]), model.rollout(other_first[:, 0], p, seeds=[1, 2])
+    assert (a[:, 3] - b[:, 3]).abs().max() > 1e-3                    # frame 3 depends on frame 0
+
+
+def test_appearance_memory_is_off_in_the_template_and_by_default_and_in_old_configs():
+    from lab4.config import TrainConfig
+    assert not make_config("template").appearance_memory and not make_config().appearance_memory
+    assert not TrainConfig.from_dict({"F_dim": 16}).appearance_memory          # a version-5 config
+    model = VideoCVAE.from_config(make_config("template"))
+    assert model.appearance_memory is None and not any(k.startswith("appearance") for k in model.state_dict())
+
+
+# ---- the fed-back frame ------------------------------------------------------------------------------
+def test_detached_feedback_stops_the_gradient_at_the_fed_back_frame_only():
+    x, p = batch(T=4)
+    eps = torch.randn(2, 3, 4, 32, 64)
+
+    def grad_of_last_frame(detach):
+        torch.manual_seed(0)
+        model = VideoCVAE(**SMALL, detach_feedback=detach)
+        out = model(x, p, False, eps)[0]
+        out[:, -1].sum().backward()
+        return model.frame_transformation[0].conv1.weight.grad.clone(), out.detach()
+
+    full, out_full = grad_of_last_frame(False)
+    detached, out_detached = grad_of_last_frame(True)
+    torch.testing.assert_close(out_full, out_detached)                 # the same forward pass
+    assert not torch.allclose(full, detached)                          # less gradient flows back in time
+    assert detached.abs().sum() > 0                                    # the encoder still learns
+
+
+def test_feedback_noise_perturbs_training_only_without_teacher_forcing():
+    x, p = batch()
+    eps = torch.randn(2, 4, 4, 32, 64)
+    torch.manual_seed(0)
+    plain = VideoCVAE(**SMALL)
+    noisy = copy.deepcopy(plain)
+    noisy.feedback_noise = 0.05
+    torch.testing.assert_close(noisy(x, p, True, eps)[0], plain(x, p, True, eps)[0])
+    assert not torch.allclose(noisy(x, p, False, eps)[0], plain(x, p, False, eps)[0])
+    torch.testing.assert_close(noisy.rollout(x[:, 0], p, seeds=[0, 1]), plain.rollout(x[:, 0], p, seeds=[0, 1]))
+
+
+# ---- --average ---------------------------------------------------------------------------------------
+def test_predict_test_average_is_the_mean_of_the_rollouts_with_successive_seeds(mini_data):
+    torch.manual_seed(0)
+    model = VideoCVAE(**SMALL).eval()
+    test = load_split(mini_data, "test", workers=1)
+    test = type(test)("test", test.images[:2], test.labels[:2, :12])          # 2 sequences, 12 frames
+    one = predict_test(model, test, seed=3, progress=False)
+    assert torch.equal(predict_test(model, test, seed=3, progress=False, average=1), one)
+    runs = [predict_test(model, test, seed=s, progress=False) for s in (3, 4, 5)]
+    mean = predict_test(model, test, seed=3, progress=False, average=3)
+    torch.testing.assert_close(mean, torch.stack(runs).mean(0))
+    twice = predict_test(model, test, seed=3, progress=False, average=1, more_models=[model])
+    torch.testing.assert_close(twice, one)                             # the same checkpoint twice: its rollout
+
+
+@pytest.mark.slow
+def test_lab4_test_average_writes_the_mean_and_reports_it_on_the_val_video(mini_data, smoke_run, tmp_path, capsys,
+                                                                          monkeypatch):
+    """The command line: the val video's drift beside its total, its mean of K rollouts against one, and a
+    submission of means (that predict_test's mean is the mean of the rollouts is proven above). The
+    test sequences are cut to 24 frames here: the full 630-frame val video is the part under test."""
+    import lab4.data
+    real_load_split = lab4.data.load_split
+
+    def short_test_split(DR, split, *a, **k):
+        loaded = real_load_split(DR, split, *a, **k)
+        return type(loaded)(split, loaded.images, loaded.labels[:, :24]) if split == "test" else loaded
+
+    monkeypatch.setattr(lab4.data, "load_split", short_test_split)
+    assert lab4_test(["--DR", str(mini_data), "--device", "cpu", "--ckpt_path", str(smoke_run / "last.ckpt"),
+                      "--val", "--val_vi_len", "630", "--save_root", str(tmp_path), "--average", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "451-600" in out and "drift" in out                          # the drift beside the total
+    one, mean = (float(v) for v in re.search(r"one rollout \(seed 1\) ([\d.]+) dB; of the mean of 2 rollouts ([\d.]+)",
+                                             out).groups())
+    written = pd.read_csv(tmp_path / "val" / "psnr_per_frame.csv")["psnr"][1:601].mean()
+    assert abs(written - mean) < 1e-3 and mean != one                  # the val outputs are the mean's
+    assert "each the mean of 2 rollouts" in out
+    sub = pd.read_csv(tmp_path / "submission.csv")
+    assert sub.shape == (5 * 24, 6145)
+
+
+@pytest.mark.parametrize("flags,expected", [(["--average", "0"], "--average 0: expected a positive"),
+                                            (["--average", "4", "--z", "mean"], "expected --z sample")])
+def test_lab4_test_average_refuses_what_cannot_average(mini_data, smoke_run, tmp_path, capsys, flags, expected):
+    assert lab4_test(["--DR", str(mini_data), "--save_root", str(tmp_path), "--device", "cpu",
+                      "--ckpt_path", str(smoke_run / "last.ckpt"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not (tmp_path / "submission.csv").exists()
+
+
+# ---- the held-out 'travel' style -----------------------------------------------------------------
+def test_the_demo_style_is_the_synthetic_data_as_before_and_travel_moves_more():
+    from dataclasses import replace
+    v, demo = make_video(300, (7, 2, 0)), make_video(300, (7, 2, 0), "demo")
+    assert np.array_equal(v.params, demo.params) and replace(v, params=None) == replace(demo, params=None)
+    travel_per_style = {}
+    for style in ("demo", "travel"):
+        params = np.concatenate([_choreography(600, np.random.default_rng([s, 1]), 1.0, STYLES[style])
+                                 for s in range(8)])
+        travel_per_style[style] = float(np.abs(np.diff(params[:, 0])).sum())   # hip travel across the frame
+    assert travel_per_style["travel"] > 1.3 * travel_per_style["demo"], travel_per_style
+    travel = make_video(300, (7, 2, 0), "travel")
+    lum = lambda c: sum(c) / 3                                         # noqa: E731
+    assert lum(travel.shirt) - lum(travel.trousers) > lum(v.shirt) - lum(v.trousers)
+    assert len(STYLES["travel"].weights) == len(MOVES) and abs(sum(STYLES["travel"].weights) - 1) < 1e-9
