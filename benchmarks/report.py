@@ -434,21 +434,30 @@ def _gpu(gp) -> str:
 
 
 def _quality_tables(qu) -> list[str]:
-    """The runs table (PSNR at 2/5/8/13 minutes, final, against copy-first) and the curves table."""
+    """The runs table (PSNR at 2/5/8/13 minutes, final, against copy-first, and the final rollout's
+    drift where measured), the curves table and, where measured, the mean-of-K table."""
     from bench_quality import psnr_at
     cf = qu["copy_first_psnr"]
     marks = sorted({m for m in (2, 5, 8, 13) if m <= qu.get("budget_min", 13) + 1e-9})
+    with_drift = any("drift" in r["curve"][-1] for r in qu["runs"])
     rows = []
     for r in qu["runs"]:
-        worst = min(p["val_psnr"] for p in r["curve"])
+        worst, last = min(p["val_psnr"] for p in r["curve"]), r["curve"][-1]
         rows.append([r["recipe"], r["seed"], r["steps"], f"{r['train_minutes']:.1f}",
                      *[_f(psnr_at(r, m)) for m in marks], f"**{r['final_val_psnr']:.2f}**",
-                     f"{r['final_val_psnr'] - cf:+.2f}", f"{worst - cf:+.2f}"])
+                     f"{r['final_val_psnr'] - cf:+.2f}", f"{worst - cf:+.2f}",
+                     *([_f(last.get(k, float("nan"))) for k in ("early", "late", "drift")] if with_drift else [])])
     curve_rows = [[r["recipe"], r["seed"], " ".join(f"{p['step']}:{p['val_psnr']:.1f}" for p in r["curve"])]
                   for r in qu["runs"]]
+    average_rows = [[r["recipe"], r["seed"], a["K"], f"**{a['val_psnr']:.3f}**", f"{a['val_ssim']:.4f}", _f(a["drift"]),
+                     f"{a['seconds']:.0f}"] for r in qu["runs"] for a in r.get("average", [])]
     return [_table(["recipe", "seed", "steps", "train min", *[f"PSNR at {m} min" for m in marks], "final PSNR",
-                    "vs copy-first", "lowest eval vs copy-first"], rows), "",
-            "Curves (step: val PSNR dB):", "", _table(["recipe", "seed", "curve"], curve_rows)]
+                    "vs copy-first", "lowest eval vs copy-first",
+                    *(["frames 1-150", "frames 451-600", "drift"] if with_drift else [])], rows), "",
+            "Curves (step: val PSNR dB):", "", _table(["recipe", "seed", "curve"], curve_rows),
+            *(["", "The val video's per-pixel mean of K rollouts of the final weights (`lab4-test --val --average K`):",
+               "", _table(["recipe", "seed", "K", "val PSNR", "val SSIM", "drift", "seconds"], average_rows)]
+              if average_rows else [])]
 
 
 def _quality(qu) -> str:
@@ -483,10 +492,13 @@ def _experiments() -> list[str]:
             ex = json.loads(path.read_text())
             recipes = ",".join(sorted({r["recipe"] for r in ex["runs"]}))
             seeds = ",".join(map(str, ex["seeds"]))
+            held_out = "" if ex.get("data_style", "demo") == "demo" else f" --held-out {ex['data_style']}"
+            data = ("the data and evaluation of section 6" if not held_out else
+                    f"data `{ex['data']}` (synth seed {ex['data_seed']}, style {ex['data_style']}), section 6's evaluation")
             parts += [f"### {path.stem.split('_', 1)[0]}. {ex['title']} ({ex['date'][:16].replace('T', ' ')})", "",
-                      f"`python benchmarks/bench_quality.py --recipes {recipes} --seeds {seeds}"
+                      f"`python benchmarks/bench_quality.py{held_out} --recipes {recipes} --seeds {seeds}"
                       + (f" --set {ex['set']}`" if ex.get("set") else "`")
-                      + f", the data and evaluation of section 6 (copy-first {ex['copy_first_psnr']:.2f} dB).", "",
+                      + f", {data} (copy-first {ex['copy_first_psnr']:.2f} dB).", "",
                       ex["note"].strip(), "", *_quality_tables(ex), ""]
     return parts
 

@@ -76,10 +76,10 @@ def load_model_for_flags(cfg: TrainConfig, explicit: dict, device) -> tuple[Vide
     checkpoint's; --compile is the flag's, not the training run's."""
     if not cfg.ckpt_path:
         raise Lab4Error("--ckpt_path: required (the checkpoint to evaluate)")
-    saved = config_of(read_checkpoint(cfg.ckpt_path))
-    refuse_other_size(saved, explicit, cfg.ckpt_path)
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    refuse_other_size(config_of(ckpt), explicit, cfg.ckpt_path)
     overrides = {k: explicit[k] for k in ("sigmoid_output",) if k in explicit}
-    model, mcfg, _ = load_model(cfg.ckpt_path, device, compile=cfg.compile, **overrides)
+    model, mcfg, _ = load_model(cfg.ckpt_path, device, ckpt=ckpt, compile=cfg.compile, **overrides)
     return model, mcfg
 
 
@@ -181,10 +181,11 @@ def _fmt(d: dict) -> str:
     return " ".join(f"--{k} {v}" for k, v in d.items())
 
 
-def load_model(path, device="cpu", **overrides) -> tuple[VideoCVAE, TrainConfig, dict]:
+def load_model(path, device="cpu", ckpt: dict | None = None, **overrides) -> tuple[VideoCVAE, TrainConfig, dict]:
     """A checkpoint's model, ready for inference: (model in eval mode, config, raw checkpoint);
-    `overrides` replace config fields before the model is built (e.g. compile=True)."""
-    ckpt = read_checkpoint(path)
+    `ckpt`: the file already read (read_checkpoint), else it is read here; `overrides` replace config
+    fields before the model is built (e.g. compile=True)."""
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
     cfg = config_of(ckpt)
     for k, v in overrides.items():
         setattr(cfg, k, v)

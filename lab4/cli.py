@@ -228,7 +228,8 @@ def _average_flag(extra: dict, cfg: TrainConfig) -> int:
     if average < 1:
         raise Lab4Error(f"--average {average}: expected a positive number of rollouts")
     if (average > 1 or extra.get("average_ckpts")) and cfg.z != "sample":
-        raise Lab4Error(f"--average {average}: expected --z sample (with --z {cfg.z} every rollout is the same)")
+        flag = f"--average {average}" if average > 1 else "--average_ckpts"
+        raise Lab4Error(f"{flag}: expected --z sample (with --z {cfg.z} every rollout is the same)")
     return average
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import LAST_SCORED
 from .errors import Lab4Error
 
 SCALARS = {"loss": "train/loss", "mse": "train/mse", "kl": "train/kl", "beta": "schedule/beta",
            "tfr": "schedule/tfr", "lr": "schedule/lr", "teacher_forced": "schedule/teacher_forced",
            "val_psnr": "val/psnr", "val_psnr_min": "val/psnr_min", "copy_first_psnr": "val/copy_first_psnr"}
-FRAMES = (1, 50, 150, 300, 600)     # validation frames shown (those the rollout reaches)
+FRAMES = (1, 50, 150, 300, LAST_SCORED)   # validation frames shown (those the rollout reaches)
 
 
 def require():
