@@ -490,7 +490,9 @@ def _experiments() -> list[str]:
             parts += [path.read_text().strip(), ""]
         elif path.suffix == ".json":
             ex = json.loads(path.read_text())
-            recipes = ",".join(sorted({r["recipe"] for r in ex["runs"]}))
+            from bench_quality import SHORT
+            short = {name: key for key, name in SHORT.items()}            # the --recipes word of each recipe
+            recipes = ",".join(sorted({short.get(r["recipe"], r["recipe"]) for r in ex["runs"]}))
             seeds = ",".join(map(str, ex["seeds"]))
             held_out = "" if ex.get("data_style", "demo") == "demo" else f" --held-out {ex['data_style']}"
             data = ("the data and evaluation of section 6" if not held_out else

@@ -10,6 +10,7 @@ from behaviour_guard import FINGERPRINT, fingerprint
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow
 def test_a_fixed_seed_run_is_unchanged(mini_data, tmp_path):
     recorded = json.loads(FINGERPRINT.read_text())
     now = fingerprint(tmp_path, data=mini_data)

@@ -117,6 +117,7 @@ def test_rollout_equals_package_with_same_noise():
         torch.testing.assert_close(ref, ours[s], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_submission_equals_package(tiny_root, tmp_path):
     torch.manual_seed(2)
     model = VideoCVAE(**TINY).eval()

@@ -42,6 +42,7 @@ def test_make_book_from_a_smoke_run_notebook(tmp_path, mini_data, monkeypatch):
         assert (book / link).is_file(), link                               # no dead link between pages
 
 
+@pytest.mark.slow
 def test_make_book_without_executed_notebooks_says_what_to_run(tmp_path):
     res = make_book(tmp_path / "none", tmp_path / "book")
     assert res.returncode != 0 and "run `make figures` first" in res.stdout + res.stderr

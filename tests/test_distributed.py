@@ -40,6 +40,7 @@ def one_and_two(mini_data, tmp_path_factory):
     return root, two
 
 
+@pytest.mark.slow
 def test_two_processes_train_what_one_process_trains(one_and_two):
     root, _ = one_and_two
     one, two = pd.read_csv(root / "one" / "metrics.csv"), pd.read_csv(root / "two" / "metrics.csv")
@@ -67,6 +68,7 @@ def test_only_rank_zero_writes(one_and_two):
     assert out.count("epoch   1/2") == 1
 
 
+@pytest.mark.slow
 def test_resume_with_another_number_of_processes(one_and_two, mini_data):
     root, _ = one_and_two
     half = root / "half"
@@ -82,6 +84,7 @@ def test_resume_with_another_number_of_processes(one_and_two, mini_data):
     assert (half / "test" / "submission.csv").is_file()
 
 
+@pytest.mark.slow
 def test_the_global_batch_must_divide(mini_data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lab4.train",
            "--DR", str(mini_data), "--save_root", str(tmp_path / "x"), *FLAGS[:-2], "--batch_size", "3"]

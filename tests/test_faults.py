@@ -80,6 +80,7 @@ def start_cli_run(save_root, mini_data):
 
 # ---- killed and interrupted at random moments (real processes, real signals) ---------------------
 @pytest.mark.parametrize("trial", range(2))
+@pytest.mark.slow
 def test_kill_9_at_a_random_moment_leaves_a_whole_checkpoint(mini_data, tmp_path, trial):
     proc = start_cli_run(tmp_path, mini_data)
     time.sleep(random.Random(trial).uniform(0.0, 1.0))       # within the remaining epochs
@@ -90,6 +91,7 @@ def test_kill_9_at_a_random_moment_leaves_a_whole_checkpoint(mini_data, tmp_path
 
 
 @pytest.mark.parametrize("presses,trial", [(1, 0), (2, 0), (2, 1)])
+@pytest.mark.slow
 def test_ctrl_c_once_or_twice_at_a_random_moment(mini_data, tmp_path, presses, trial):
     proc = start_cli_run(tmp_path, mini_data)
     rng = random.Random(10 * presses + trial)
@@ -104,6 +106,7 @@ def test_ctrl_c_once_or_twice_at_a_random_moment(mini_data, tmp_path, presses, t
     assert_whole_run(tmp_path, mini_data)
 
 
+@pytest.mark.slow
 def test_killed_while_writing_a_checkpoint(mini_data, tmp_path):
     """SIGKILL half-way through writing last.ckpt (its third write, epoch 3's): the file on disk
     is the previous whole one, and resume completes."""
@@ -130,6 +133,7 @@ RESUME = dict(num_epoch=3, steps_per_epoch=2, train_vi_len=4, val_vi_len=3, tfr=
               kl_anneal_cycle=1, kl_beta_min=0.1)
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_inside_the_optimizer_step_keeps_the_step_whole(mini_data, tmp_path, smoke_config,
                                                                     ctrl_c_at_optimizer_step):
     """Two quick presses while optimizer.step() runs: the step completes, last.ckpt says 'after
@@ -163,6 +167,7 @@ def test_ctrl_c_during_the_cache_build_says_nothing_was_saved(mini_data, tmp_pat
 
 
 # ---- a disk that fills ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_checkpoint_write_that_fails_is_one_line_and_the_old_file_stays(mini_data, tmp_path, capsys,
                                                                          monkeypatch):
     real, calls = torch.save, []
@@ -287,6 +292,7 @@ def test_cuda_out_of_memory_is_one_line_naming_batch_size(mini_data, tmp_path, c
 
 
 # ---- --overwrite and resume flags -----------------------------------------------------------------
+@pytest.mark.slow
 def test_overwrite_moves_the_old_run_aside_before_writing(mini_data, smoke_run, tmp_path, capsys):
     root = tmp_path / "runs"
     shutil.copytree(smoke_run, root)
@@ -303,6 +309,7 @@ def test_overwrite_moves_the_old_run_aside_before_writing(mini_data, smoke_run, 
     assert pd.read_csv(root / "metrics.csv")["epoch"].tolist() == [1]
 
 
+@pytest.mark.slow
 def test_resume_applies_a_new_weight_decay(mini_data, tmp_path, capsys):
     base = ["--DR", str(mini_data), "--save_root", str(tmp_path), "--device", "cpu"]
     assert lab4_train(base + CLI_RUN + ["--num_epoch", "1", "--optim", "AdamW", "--weight_decay", "0"]) == 0

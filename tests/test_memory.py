@@ -39,12 +39,14 @@ def probe(mode: str) -> tuple[bool, int, int]:
     return applied == "True", int(mmapped), int(kept)
 
 
+@pytest.mark.slow
 def test_after_keep_freed_memory_a_freed_buffer_stays_in_the_heap():
     applied, mmapped, kept = probe("keep")
     assert applied
     assert mmapped < SIZE and kept >= SIZE, (mmapped, kept)
 
 
+@pytest.mark.slow
 def test_glibc_defaults_map_and_unmap_it():
     applied, mmapped, kept = probe("default")
     assert not applied

@@ -235,6 +235,7 @@ def traced_compile(monkeypatch):
 
 
 @pytest.mark.parametrize("prior, z_mode", [("fixed", "sample"), ("learned", "sample"), ("learned", "mean")])
+@pytest.mark.slow
 def test_compiled_rollout_equals_the_eager_rollout(rollout_setup, traced_compile, prior, z_mode):
     """--compile: the rollout's per-frame step, traced by torch.compile as one graph, gives the eager frames."""
     _, first, labels, seeds = rollout_setup

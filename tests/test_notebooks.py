@@ -103,6 +103,7 @@ def test_smoke_switch_behaviour(monkeypatch):
     assert lab4.smoke_mode() is False
 
 
+@pytest.mark.slow
 def test_make_lab_serves_the_widget_extension(tmp_path):
     """`make lab` = `jupyter lab notebooks/` from the venv: the server starts, and the page it serves
     loads the ipywidgets front-end extension (without it sliders show as plain text)."""

@@ -46,6 +46,7 @@ def test_the_template_preset_trains_in_fp32():
     assert choose_precision(make_config("template").precision, GPU, capability=(9, 0)) == "fp32"
 
 
+@pytest.mark.slow
 def test_the_choice_is_logged_first_and_recorded(mini_data, tmp_path, smoke_config):
     lines = []
     train(smoke_config(mini_data, tmp_path / "run", num_epoch=1, steps_per_epoch=1), progress=False,
@@ -57,6 +58,7 @@ def test_the_choice_is_logged_first_and_recorded(mini_data, tmp_path, smoke_conf
     assert ckpt["config"]["precision"] == "fp32" and "grad_scaler" not in ckpt
 
 
+@pytest.mark.slow
 def test_fp16_steps_through_a_grad_scaler_whose_state_is_saved(mini_data, tmp_path, smoke_config, monkeypatch):
     """fp16 is CUDA-only; the scaler's bookkeeping is device-independent, so the step is checked on the
     CPU with choose_precision forced to fp16 (the CPU autocast runs float16 too, slowly)."""
@@ -90,6 +92,7 @@ def test_rng_state_is_the_device_in_uses_only(monkeypatch):
     assert seen["set"][1] == torch.device("cuda:3")            # invalid ordinal; set on the device in use
 
 
+@pytest.mark.slow
 def test_a_resumed_run_chooses_its_precision_again(mini_data, tmp_path, smoke_config, monkeypatch):
     """A run saved in fp16 on a T4 resumes on the CPU (fp32 there), unless --precision is given now."""
     import lab4.train as train_module

@@ -140,6 +140,7 @@ def learned_run(mini_data, tmp_path_factory, smoke_config):
     return root
 
 
+@pytest.mark.slow
 def test_learned_prior_trains_and_saves_its_weights(learned_run):
     ckpt = torch.load(learned_run / "last.ckpt", weights_only=True)
     assert ckpt["config"]["prior"] == "learned"
@@ -151,6 +152,7 @@ def test_learned_prior_trains_and_saves_its_weights(learned_run):
     assert model.prior == "learned" and cfg.prior == "learned"
 
 
+@pytest.mark.slow
 def test_learned_prior_resume_is_exact(mini_data, tmp_path, smoke_config):
     full, split = tmp_path / "full", tmp_path / "split"
     kw = dict(prior="learned", num_epoch=2, steps_per_epoch=2, train_vi_len=4, val_vi_len=3, tfr=0.5, seed=7)
@@ -164,6 +166,7 @@ def test_learned_prior_resume_is_exact(mini_data, tmp_path, smoke_config):
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_lab4_test_reads_the_prior_from_the_checkpoint(learned_run, mini_data, tmp_path, capsys):
     out = tmp_path / "test"
     args = ["--DR", str(mini_data), "--save_root", str(out), "--ckpt_path", str(learned_run / "last.ckpt"),

@@ -71,6 +71,7 @@ def test_posterior_starts_at_the_prior():
     assert kl_default > 100 and kl_prior < 1
 
 
+@pytest.mark.slow
 def test_the_kl_gradient_at_step_one_shrinks_by_orders_of_magnitude():
     """Started at the prior, the summed KL's gradient at step 1 is >100x smaller (measured ~400x:
     5,190 -> 12 at full dims), so clipping at norm 1 no longer scales the MSE's share down ~10^4x."""
@@ -214,6 +215,7 @@ def test_weight_average_follows_the_warm_up_then_the_decay():
         assert float(avg.module.weight.detach()) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_the_average_for_inference_and_the_raw_weights_for_resume(mini_data, tmp_path,
                                                                                   smoke_config):
     from lab4.train import train
@@ -242,6 +244,7 @@ def test_a_config_saved_before_the_colour_anchor_keeps_the_plain_output():
     assert config_mod.TrainConfig.from_dict(make_config().to_dict()).colour_anchor is True
 
 
+@pytest.mark.slow
 def test_colour_anchor_is_kept_in_the_checkpoint_for_lab4_test(mini_data, tmp_path, smoke_config):
     """A --colour_anchor run's checkpoint rebuilds the anchored model (lab4-test needs no flag);
     the anchor holds no weights, so the five modules' keys are the template's."""

@@ -202,6 +202,7 @@ def full_solution(tmp_path_factory):
     return constant_csv(d / "solution.csv", 1), constant_csv(d / "sub.csv", 11)
 
 
+@pytest.mark.slow
 def test_cli_scores_a_good_file(full_solution, capsys):
     sol, sub = full_solution
     assert main(["--solution", str(sol), "--submission", str(sub), "--baseline"]) == 0

@@ -1,6 +1,7 @@
 """lab4-sweep: comma-separated flag values -> one ordinary run folder per combination, run in turn on
 the CPU; a failing run does not stop the others; the same command again skips finished runs."""
 import pandas as pd
+import pytest
 
 from lab4.cli import sweep_main as main
 from lab4.sweep import combinations, run_name, split_axes
@@ -25,6 +26,7 @@ def test_a_bad_value_is_refused_before_anything_runs(mini_data, tmp_path, capsys
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_three_kl_variants_and_a_failing_run(mini_data, tmp_path, capsys):
     root = tmp_path / "sweep"
     args = ["--DR", str(mini_data), "--save_root", str(root), "--preset", "smoke", "--device", "cpu",

@@ -19,6 +19,7 @@ def read_events(save_root):
     return acc
 
 
+@pytest.mark.slow
 def test_events_hold_the_metrics_and_validation_frames(mini_data, tmp_path, smoke_config):
     train(smoke_config(mini_data, tmp_path, num_epoch=2, tensorboard=True), **QUIET)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
@@ -32,6 +33,7 @@ def test_events_hold_the_metrics_and_validation_frames(mini_data, tmp_path, smok
     assert [im.step for im in images] == [1, 2] and images[0].width > 3 * 64
 
 
+@pytest.mark.slow
 def test_a_resumed_run_logs_each_epoch_once(mini_data, tmp_path, smoke_config):
     train(smoke_config(mini_data, tmp_path, num_epoch=1, tensorboard=True), **QUIET)
     train(smoke_config(mini_data, tmp_path, num_epoch=3, tensorboard=True, ckpt_path=str(tmp_path / "last.ckpt")),

@@ -93,6 +93,7 @@ def reference(mini_data, tmp_path_factory, smoke_config):
     return root
 
 
+@pytest.mark.slow
 def test_resume_after_an_epoch_is_exact(reference, mini_data, tmp_path, smoke_config):
     train(smoke_config(mini_data, tmp_path, **{**RESUME, "num_epoch": 1}), **QUIET)
     assert len(losses(tmp_path)) == 1
@@ -101,6 +102,7 @@ def test_resume_after_an_epoch_is_exact(reference, mini_data, tmp_path, smoke_co
     assert_same_run(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_resume_after_ctrl_c_mid_epoch_is_exact(reference, mini_data, tmp_path, smoke_config):
     def interrupt(epoch, step, loss, model):
         if (epoch, step) == (1, 0):
@@ -114,6 +116,7 @@ def test_resume_after_ctrl_c_mid_epoch_is_exact(reference, mini_data, tmp_path, 
     assert_same_run(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_resume_after_ctrl_c_right_after_the_optimizer_step_is_exact(reference, mini_data, tmp_path,
                                                                      smoke_config, ctrl_c_at_optimizer_step):
     ctrl_c_at_optimizer_step.arm(3)              # epoch 1, step 0: the user presses Ctrl-C now
@@ -124,6 +127,7 @@ def test_resume_after_ctrl_c_right_after_the_optimizer_step_is_exact(reference, 
     assert_same_run(reference, tmp_path)
 
 
+@pytest.mark.slow
 def test_epoch_coin_forces_whole_epochs(mini_data, tmp_path, smoke_config):
     cfg = smoke_config(mini_data, tmp_path, **{**RESUME, "tf_coin": "epoch"})
     metrics = train(cfg, **QUIET)["metrics"]
@@ -144,6 +148,7 @@ def test_train_or_load_reuses_a_finished_run(smoke_run, mini_data, smoke_config,
         train_or_load(smoke_config(mini_data, smoke_run), reuse=False, progress=False)
 
 
+@pytest.mark.slow
 def test_continue_from_a_template_checkpoint(mini_data, tmp_path, smoke_config):
     torch.manual_seed(0)
     sd = VideoCVAE(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24).state_dict()
@@ -182,6 +187,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(mini_data, tmp_path, 
     assert signal.getsignal(signal.SIGINT) is handler_before   # Ctrl-C works again after the error
 
 
+@pytest.mark.slow
 def test_cpu_amp_trains_in_bfloat16_and_stays_close_to_fp32(mini_data, tmp_path, smoke_config, monkeypatch):
     """--cpu_amp: the forward runs under CPU bf16 autocast (seen in the dtype of the posterior's mu the
     loss receives; the frame itself is float32 once the float32 colour anchor is added),
@@ -207,6 +213,7 @@ def test_cpu_amp_trains_in_bfloat16_and_stays_close_to_fp32(mini_data, tmp_path,
 
 
 # ---- the command lines -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_lab4_test_writes_submission_and_gifs(smoke_run, mini_data, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--DR", str(mini_data), "--save_root", str(out), "--ckpt_path", str(smoke_run / "last.ckpt"),
@@ -235,6 +242,7 @@ def test_lab4_train_test_flag_evaluates_a_checkpoint(smoke_run, mini_data, tmp_p
     assert not (tmp_path / "last.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_lab4_train_cli_trains_then_resumes_with_the_checkpoint_config(mini_data, tmp_path, capsys):
     base = ["--DR", str(mini_data), "--save_root", str(tmp_path), "--device", "cpu"]
     assert lab4_train(base + ["--preset", "smoke", "--num_epoch", "1", "--steps_per_epoch", "1",
@@ -261,6 +269,7 @@ def test_smoke_mode_is_off_when_unset(monkeypatch):
     assert smoke_mode() is False
 
 
+@pytest.mark.slow
 def test_compile_wraps_the_forward_and_keeps_the_checkpoint_keys(mini_data, tmp_path, smoke_config, monkeypatch):
     """--compile hands the training forward and the validation rollout's step to torch.compile (faked
     here: compiling takes minutes on a CPU); the checkpoints keep the plain module's keys, so lab4-test
