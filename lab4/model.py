@@ -114,10 +114,14 @@ class VideoCVAE(nn.Module):
         mean = first_frame.float().mean(dim=(2, 3), keepdim=True)          # (B, 3, 1, 1)
         return torch.logit(mean.clamp(0.02, 0.98)) if self.sigmoid_output else mean
 
-    def context_of(self, first_frame: torch.Tensor, first_feat: torch.Tensor) -> tuple:
-        """What every step of a sequence carries from frame 0 (B, 3, H, W) and its features (B, F, H, W):
-        (the colour anchor (B, 3, 1, 1), the appearance memory: frame 0's features), each None when off."""
-        return self.anchor_of(first_frame), (first_feat if self.appearance_memory is not None else None)
+    def context_of(self, first_frame: torch.Tensor, first_feat: torch.Tensor | None = None) -> tuple:
+        """What every step of a sequence carries from frame 0 (B, 3, H, W): (the colour anchor (B, 3, 1, 1),
+        the appearance memory: frame 0's features (B, F, H, W), `first_feat` when the caller has them), each
+        None when off (then frame 0 is not encoded here)."""
+        memory = None
+        if self.appearance_memory is not None:
+            memory = self.frame_transformation(first_frame) if first_feat is None else first_feat
+        return self.anchor_of(first_frame), memory
 
     def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
                  context: tuple = (None, None)) -> torch.Tensor:
@@ -240,7 +244,7 @@ class VideoCVAE(nn.Module):
         H, W = prev.shape[-2:]
         out = torch.empty(S, T, 3, H, W, device=device)
         out[:, 0] = prev
-        context = self.context_of(prev, self.frame_transformation(prev))   # anchor (S, 3, 1, 1), memory (S, F, H, W)
+        context = self.context_of(prev)                                  # anchor (S, 3, 1, 1), memory (S, F, H, W)
         step = compiled_rollout_step(device) if self.compile_rollout else VideoCVAE.rollout_step
         for start in range(1, T, label_chunk):
             label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
