@@ -271,17 +271,16 @@ def main(argv=None) -> int:
 def measure_average(curve: Curve, ks: list[int], name: str, log) -> list[dict]:
     """The val video's per-pixel mean of K rollouts (`lab4-test --val --average K`) of the run's last
     evaluated weights, for each K (K = 1: the plain rollout): PSNR, SSIM, drift and seconds."""
-    from lab4.evaluate import drift, kaggle_mean, validate_samples
-    from lab4.score import psnr_per_frame, ssim_per_frame
+    from lab4.evaluate import drift, kaggle_mean, pixel_mean, validate_samples
+    from lab4.score import ssim_per_frame
     from lab4.weights import recalibrate_label_batchnorm
     recalibrate_label_batchnorm(curve.model, curve.train_labels)       # as Curve.evaluate does
     gt, rows = curve.val.images[:curve.val_len], []
     for k in ks:
         t = time.perf_counter()
         preds, _ = validate_samples(curve.model, curve.val, curve.val_len, [curve.seed + i for i in range(k)])
-        mean = preds.mean(0)                                               # (T, 3, H, W)
+        mean, psnr = pixel_mean(preds, curve.val)                          # (T, 3, H, W), (T,)
         seconds = time.perf_counter() - t
-        psnr = psnr_per_frame(mean, gt)
         rows.append({"K": k, "val_psnr": kaggle_mean(psnr), "val_ssim": kaggle_mean(ssim_per_frame(mean, gt)),
                      **drift(psnr), "seconds": seconds})
         log(f"  {name}: mean of {k:>2} rollouts  val PSNR {rows[-1]['val_psnr']:.3f} dB  SSIM {rows[-1]['val_ssim']:.4f}"

@@ -161,7 +161,7 @@ def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log
     in <save_root>/val) and, for K = samples > 1, K z-sequences (seeds seed..seed+K-1) and their
     spread in val/psnr_samples.csv. With average > 1 or more_models (other checkpoints of the run),
     the outputs are those of the per-pixel mean of `average` rollouts of each model (the mean of the
-    predictive distribution, the best estimate under an MSE; `mean_prediction`). Returns the
+    predictive distribution, the best estimate under an MSE; `pixel_mean`). Returns the
     Kaggle-protocol means, the drift (early, late) and, with samples > 1, "spread"."""
     out = Path(cfg.save_root) / "val"
     seeds = [cfg.seed + k for k in range(max(samples, average))]
@@ -169,7 +169,9 @@ def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log
                                     z_mode=cfg.z, what=f"--ckpt_path {cfg.ckpt_path}")
     pred, psnr = preds[0], psnrs[0]
     if average > 1 or more_models:
-        pred, psnr = mean_prediction(preds[:average], more_models, cfg, val, seeds[:average])
+        extra = [validate_samples(m, val, cfg.val_vi_len, seeds[:average], progress=True, cpu_amp=cfg.cpu_amp,
+                                  z_mode=cfg.z, what="--average_ckpts")[0] for m in more_models]
+        pred, psnr = pixel_mean(torch.cat([preds[:average], *extra]), val)
         log(f"val PSNR of one rollout (seed {cfg.seed}) {kaggle_mean(psnrs[0]):.3f} dB; of the mean of "
             f"{average * (1 + len(more_models))} rollouts {kaggle_mean(psnr):.3f} dB")
     res = write_validation_outputs(pred, psnr, val, out, z_mode=cfg.z)
@@ -186,13 +188,9 @@ def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log
     return res
 
 
-def mean_prediction(preds: torch.Tensor, more_models, cfg, val: Split, seeds) -> tuple[torch.Tensor, np.ndarray]:
-    """The per-pixel mean of the rollouts `preds` (K, T, 3, H, W) and of each model of more_models
-    rolled out with the same seeds: the mean prediction (T, 3, H, W) and its per-frame PSNR (T,)."""
-    for extra in more_models:
-        more, _ = validate_samples(extra, val, cfg.val_vi_len, seeds, progress=True, cpu_amp=cfg.cpu_amp,
-                                   z_mode=cfg.z, what="--average_ckpts")
-        preds = torch.cat([preds, more])
+def pixel_mean(preds: torch.Tensor, val: Split) -> tuple[torch.Tensor, np.ndarray]:
+    """The per-pixel mean of K rollouts of the val video (K, T, 3, H, W), the best estimate under the
+    score's MSE (`lab4-test --average K`): the mean prediction (T, 3, H, W) and its per-frame PSNR (T,)."""
     mean = preds.mean(0)                                                  # (T, 3, H, W)
     return mean, psnr_per_frame(mean, val.images[:len(mean)])
 
@@ -218,8 +216,7 @@ def compare_runs(checkpoints: dict, val: Split, length: int = SEQ_LEN, samples: 
         gt = val.images[:len(mean_psnr)]
         ssims = [ssim_per_frame(p, gt) for p in preds]
         mean_ssim = ssim_per_frame(mean_pred, gt)
-        average = preds.mean(0)                                                          # (T, 3, H, W)
-        average_psnr = psnr_per_frame(average, gt)
+        average, average_psnr = pixel_mean(preds, val)                                  # (T, 3, H, W), (T,)
         for s, psnr, ssim in zip(seeds, psnrs, ssims):
             frames.append(_frame_rows(name, "sample", s, psnr, ssim))
         frames.append(_frame_rows(name, "average", -1, average_psnr, ssim_per_frame(average, gt)))
