@@ -185,7 +185,7 @@ PRESETS: dict[str, dict] = {
                  kl_anneal_type="None", per_save=3, val_every=3, channels_last=False),
     # Tests and notebooks under LAB4_SMOKE=1: tiny dims, a handful of steps, short rollouts.
     "smoke": dict(F_dim=16, L_dim=8, N_dim=4, D_out_dim=24, batch_size=2, num_epoch=3, channels_last=False,
-                  steps_per_epoch=4, val_vi_len=40, per_save=1, val_every=1, num_workers=1,
+                  steps_per_epoch=4, train_vi_len=8, val_vi_len=40, per_save=1, val_every=1, num_workers=1,
                   lr_scheduler="constant"),
 }
 

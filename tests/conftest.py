@@ -74,3 +74,18 @@ def ctrl_c_at_optimizer_step(monkeypatch):
         monkeypatch.setattr(train_mod, "build_optimizer", build)
 
     return SimpleNamespace(arm=arm, disarm=disarm)
+
+
+@pytest.fixture
+def short_test_sequences(monkeypatch):
+    """lab4-test's test split cut to 24 frames per sequence, for tests whose subject is elsewhere (the
+    val video, the prior): the 5 x 630-frame test rollout, its CSV and GIFs are tested in test_train."""
+    import lab4.data
+    real_load_split = lab4.data.load_split
+
+    def short_test_split(DR, split, *a, **k):
+        loaded = real_load_split(DR, split, *a, **k)
+        return type(loaded)(split, loaded.images, loaded.labels[:, :24]) if split == "test" else loaded
+
+    monkeypatch.setattr(lab4.data, "load_split", short_test_split)
+    return 24

@@ -124,18 +124,10 @@ def test_predict_test_average_is_the_mean_of_the_rollouts_with_successive_seeds(
 
 @pytest.mark.slow
 def test_lab4_test_average_writes_the_mean_and_reports_it_on_the_val_video(mini_data, smoke_run, tmp_path, capsys,
-                                                                          monkeypatch):
+                                                                          short_test_sequences):
     """The command line: the val video's drift beside its total, its mean of K rollouts against one, and a
     submission of means (that predict_test's mean is the mean of the rollouts is proven above). The
-    test sequences are cut to 24 frames here: the full 630-frame val video is the part under test."""
-    import lab4.data
-    real_load_split = lab4.data.load_split
-
-    def short_test_split(DR, split, *a, **k):
-        loaded = real_load_split(DR, split, *a, **k)
-        return type(loaded)(split, loaded.images, loaded.labels[:, :24]) if split == "test" else loaded
-
-    monkeypatch.setattr(lab4.data, "load_split", short_test_split)
+    test sequences are cut short here: the full 630-frame val video is the part under test."""
     assert lab4_test(["--DR", str(mini_data), "--device", "cpu", "--ckpt_path", str(smoke_run / "last.ckpt"),
                       "--val", "--val_vi_len", "630", "--save_root", str(tmp_path), "--average", "2"]) == 0
     out = capsys.readouterr().out
@@ -146,7 +138,7 @@ def test_lab4_test_average_writes_the_mean_and_reports_it_on_the_val_video(mini_
     assert abs(written - mean) < 1e-3 and mean != one                  # the val outputs are the mean's
     assert "each the mean of 2 rollouts" in out
     sub = pd.read_csv(tmp_path / "submission.csv")
-    assert sub.shape == (5 * 24, 6145)
+    assert sub.shape == (5 * short_test_sequences, 6145)
 
 
 @pytest.mark.parametrize("flags,expected", [(["--average", "0"], "--average 0: expected a positive"),

@@ -167,7 +167,7 @@ def test_learned_prior_resume_is_exact(mini_data, tmp_path, smoke_config):
 
 
 @pytest.mark.slow
-def test_lab4_test_reads_the_prior_from_the_checkpoint(learned_run, mini_data, tmp_path, capsys):
+def test_lab4_test_reads_the_prior_from_the_checkpoint(learned_run, mini_data, tmp_path, capsys, short_test_sequences):
     out = tmp_path / "test"
     args = ["--DR", str(mini_data), "--save_root", str(out), "--ckpt_path", str(learned_run / "last.ckpt"),
             "--device", "cpu", "--val_vi_len", "12"]
