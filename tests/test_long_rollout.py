@@ -14,6 +14,7 @@ from lab4.data import load_split
 from lab4.evaluate import drift, drift_words
 from lab4.infer import predict_test
 from lab4.model import VideoCVAE
+from lab4.score import to_uint8
 from lab4.stepwise import forward_stepwise
 from lab4.synth import MOVES, STYLES, _choreography, make_video
 
@@ -124,10 +125,19 @@ def test_predict_test_average_is_the_mean_of_the_rollouts_with_successive_seeds(
 
 @pytest.mark.slow
 def test_lab4_test_average_writes_the_mean_and_reports_it_on_the_val_video(mini_data, smoke_run, tmp_path, capsys,
-                                                                          short_test_sequences):
+                                                                          short_test_sequences, monkeypatch):
     """The command line: the val video's drift beside its total, its mean of K rollouts against one, and a
     submission of means (that predict_test's mean is the mean of the rollouts is proven above). The
-    test sequences are cut short here: the full 630-frame val video is the part under test."""
+    test sequences are cut short here: the full 630-frame val video is the part under test. Its SSIM is
+    taken in float32 (float64 takes ~15 s per 630 frames on one core; SSIM is tested in test_prior)."""
+    import lab4.evaluate
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    def ssim_float32(pred, gt):
+        a, b = (torch.from_numpy(to_uint8(x)).float() / 255.0 for x in (pred, gt))      # (T, 3, H, W) each
+        return ssim(a, b, data_range=1.0, reduction="none").numpy()
+
+    monkeypatch.setattr(lab4.evaluate, "ssim_per_frame", ssim_float32)
     assert lab4_test(["--DR", str(mini_data), "--device", "cpu", "--ckpt_path", str(smoke_run / "last.ckpt"),
                       "--val", "--val_vi_len", "630", "--save_root", str(tmp_path), "--average", "2"]) == 0
     out = capsys.readouterr().out

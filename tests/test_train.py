@@ -196,10 +196,10 @@ def test_cpu_amp_trains_in_bfloat16_and_stays_close_to_fp32(mini_data, tmp_path,
     seen = []
     real_loss = train_mod.cvae_loss
     monkeypatch.setattr(train_mod, "cvae_loss", lambda x_hat, x, mu, *a, **k: seen.append(mu.dtype) or real_loss(x_hat, x, mu, *a, **k))
-    m = train(smoke_config(mini_data, tmp_path / "amp", cpu_amp=True, num_epoch=1), **QUIET)["metrics"]
+    m = train(smoke_config(mini_data, tmp_path / "amp", cpu_amp=True, num_epoch=1, steps_per_epoch=1), **QUIET)["metrics"]
     assert set(seen) == {torch.bfloat16} and np.isfinite(m["loss"]).all()
     seen.clear()
-    train(smoke_config(mini_data, tmp_path / "fp32", num_epoch=1), **QUIET)
+    train(smoke_config(mini_data, tmp_path / "fp32", num_epoch=1, steps_per_epoch=1), **QUIET)
     assert set(seen) == {torch.float32}                       # off by default
     from lab4.checkpoint import load_model
     model = load_model(tmp_path / "fp32" / "last.ckpt", torch.device("cpu"))[0]
