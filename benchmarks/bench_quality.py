@@ -56,11 +56,12 @@ RECIPES = {
     "quick, appearance memory": dict(kind="lab4", preset="quick", flags={"appearance_memory": True}),
     "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
     "quick, feedback noise": dict(kind="lab4", preset="quick", flags={"feedback_noise": 0.03}),
+    "quick, long clip": dict(kind="lab4", preset="quick", flags={"long_clip": 32}),
 }
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
          "quick": "quick", "memory": "quick, appearance memory", "detach": "quick, detached feedback",
-         "noise": "quick, feedback noise"}
+         "noise": "quick, feedback noise", "long-clip": "quick, long clip"}
 DEFAULT_RECIPES = "reference,template,no-ema,quick"
 EVAL_AT = (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500)   # + the last step of every run
 

@@ -116,6 +116,9 @@ def _lab4_flags(o, test_tool: bool) -> None:
             "step (adds appearance_memory.* weights; the five modules unchanged)")
     _flag(o, "feedback_noise", float, "training without teacher forcing: std of noise added to the fed-back frame")
     _switch(o, "detach_feedback", "training without teacher forcing: stop the gradient at the fed-back frame")
+    _flag(o, "long_clip", int, "0: off; else the last --long_clip_epochs epochs train on clips of this many frames "
+          "(the batch cut to keep the frames per step)")
+    _flag(o, "long_clip_epochs", int, "final epochs on long clips (with --long_clip)")
     _flag(o, "val_every", int, "validate every N epochs")
     _flag(o, "steps_per_epoch", int, "cap on steps per epoch (0 = all)")
     _flag(o, "cache_dir", str, "decoded-frame cache folder")
@@ -191,14 +194,16 @@ def train_main(argv=None, process_exits_after: bool = False) -> int:
 def _training_run(cfg: TrainConfig, explicit: dict, overwrite: bool, process_exits_after: bool):
     """The Run a lab4-train command asks for: a resume continues the checkpoint's config; a folder
     that holds a run is refused unless --overwrite (which moves the old run aside)."""
+    from .checkpoint import read_checkpoint
     from .train import Run
-    last = Path(cfg.save_root) / "last.ckpt"
+    last, resume = Path(cfg.save_root) / "last.ckpt", None
     if cfg.ckpt_path:
-        cfg = resolve_resume_config(cfg, explicit)
+        resume = read_checkpoint(cfg.ckpt_path)                  # read once: its config, then its state
+        cfg = resolve_resume_config(cfg, explicit, resume)
     elif last.exists() and not overwrite:
         raise Lab4Error(f"--save_root {cfg.save_root}: already holds a training run ({last}); resume it with "
                         f"--ckpt_path {last}, choose another --save_root, or pass --overwrite")
-    run = Run(cfg)
+    run = Run(cfg, resume=resume)
     run.overwrite = overwrite and not cfg.ckpt_path
     run.interrupted.process_exits_after = process_exits_after
     return run

@@ -16,7 +16,8 @@ CHECKPOINT_VERSION = 6          # 2: + train_state_dict, ema_n when --ema averag
                                 #    rng.cuda: the RNG of the device in use only;
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
                                 # 6: + config.appearance_memory (appearance_memory.* weights when on),
-                                #    feedback_noise, detach_feedback (a config without them: off)
+                                #    feedback_noise, detach_feedback (a config without them: off);
+                                #    long_clip, long_clip_epochs (0: off) added since, with defaults
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 # ---- the Kaggle protocol (LAB4_SPEC.md section 4): defined here once, imported everywhere ----
@@ -126,6 +127,9 @@ class TrainConfig:
                                     # step (a 1x1 conv over both, started as "previous only"; SVG's content skip)
     feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
     detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
+    long_clip: int = 0              # 0: off; else the last long_clip_epochs epochs train on clips of this many
+                                    # frames, the batch cut to keep the frames per step (batch x train_vi_len)
+    long_clip_epochs: int = 1       # how many final epochs train on long clips (with long_clip)
     world_size: int = 1             # recorded, not a flag: the processes the run trained with (torchrun)
 
     def model_dims(self) -> dict:
@@ -234,6 +238,9 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(0 <= cfg.tfr <= 1, "tfr", cfg, "a ratio in [0, 1]")
         _expect(cfg.tfr_d_step >= 0, "tfr_d_step", cfg, "a decrease >= 0 per epoch")
         _expect(cfg.feedback_noise >= 0, "feedback_noise", cfg, "a standard deviation >= 0")
+        _expect(cfg.long_clip == 0 or cfg.long_clip > cfg.train_vi_len, "long_clip", cfg,
+                f"0 (off) or more frames than --train_vi_len {cfg.train_vi_len}")
+        _expect(cfg.long_clip_epochs >= 1, "long_clip_epochs", cfg, "a positive number of final epochs")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)
             _expect(value >= divisor and value % divisor == 0, name, cfg,
@@ -244,17 +251,25 @@ def check_config(cfg: TrainConfig) -> None:
         raise Lab4Error("--save_root: required (the output folder)")
 
 
+def clip_of_epoch(cfg: TrainConfig, epoch: int) -> tuple[int, int]:
+    """(frames per training clip, clips per batch) in 0-based `epoch`: train_vi_len and batch_size,
+    or with --long_clip in the last long_clip_epochs epochs, long_clip frames and the batch cut so
+    that a step sees about as many frames (batch_size x train_vi_len // long_clip, at least 1)."""
+    if cfg.long_clip and epoch >= cfg.num_epoch - cfg.long_clip_epochs:
+        return cfg.long_clip, max(1, cfg.batch_size * cfg.train_vi_len // cfg.long_clip)
+    return cfg.train_vi_len, cfg.batch_size
+
+
 def _expect(ok: bool, name: str, cfg: TrainConfig, expected: str) -> None:
     if not ok:
         raise ValueError(f"--{name} {getattr(cfg, name)}: expected {expected}")
 
 
-def resolve_resume_config(cfg: TrainConfig, explicit: dict) -> TrainConfig:
-    """Resuming one of our checkpoints continues its config; flags given now (`explicit`) override it,
-    and model-size flags that differ from the checkpoint are refused. A template checkpoint has no
-    config: `cfg` stands."""
-    from .checkpoint import config_of, is_template_checkpoint, read_checkpoint, refuse_other_size
-    ckpt = read_checkpoint(cfg.ckpt_path)
+def resolve_resume_config(cfg: TrainConfig, explicit: dict, ckpt: dict) -> TrainConfig:
+    """Resuming one of our checkpoints (`ckpt`, the file at cfg.ckpt_path as read_checkpoint read it)
+    continues its config; flags given now (`explicit`) override it, and model-size flags that differ
+    from the checkpoint are refused. A template checkpoint has no config: `cfg` stands."""
+    from .checkpoint import config_of, is_template_checkpoint, refuse_other_size
     if is_template_checkpoint(ckpt):
         return cfg
     base = config_of(ckpt)

@@ -10,6 +10,7 @@ as the template's torchvision Resize does on PIL images; values stay uint8 until
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -230,8 +231,18 @@ class SequenceBatches:
         self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)  # (N, 3, H, W) uint8
         self.labels = torch.from_numpy(np.ascontiguousarray(split.labels)).to(device)
         self.n_frames = len(self.images)
-        if self.n_frames < seq_len:
-            raise Lab4Error(f"train split has {self.n_frames} frames, fewer than --train_vi_len {seq_len}")
+        self._check_length("--train_vi_len")
+
+    def _check_length(self, flag: str) -> None:
+        if self.n_frames < self.seq_len:
+            raise Lab4Error(f"train split has {self.n_frames} frames, fewer than {flag} {self.seq_len}")
+
+    def of_length(self, seq_len: int) -> "SequenceBatches":
+        """The same frames (shared, not copied) cut into `seq_len`-frame sequences (--long_clip)."""
+        other = copy.copy(self)
+        other.seq_len = seq_len
+        other._check_length("--long_clip")
+        return other
 
     def num_sequences(self, partial: float = 1.0) -> int:
         return int(self.n_frames * partial) // self.seq_len

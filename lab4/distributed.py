@@ -58,9 +58,9 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
-def check_batch(batch_size: int, world: World) -> None:
+def check_batch(batch_size: int, world: World, what: str = "--batch_size") -> None:
     if batch_size % world.size:
-        raise Lab4Error(f"--batch_size {batch_size}: the global batch must divide among the {world.size} processes "
+        raise Lab4Error(f"{what} {batch_size}: the global batch must divide among the {world.size} processes "
                         f"(torchrun --nproc_per_node x nodes); use a multiple of {world.size}")
 
 

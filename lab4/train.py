@@ -23,7 +23,7 @@ import torch
 from . import distributed, tensorboard
 from .checkpoint import (build_checkpoint, is_template_checkpoint, load_weights, non_finite_tensors, read_checkpoint,
                          rng_state, save_checkpoint, set_rng_state)
-from .config import TrainConfig, check_config
+from .config import TrainConfig, check_config, clip_of_epoch
 from .data import SequenceBatches, load_split
 from .device import autocast, choose_precision, device_words, select_device
 from .errors import Lab4Error
@@ -52,12 +52,16 @@ class Run:
     `Run(cfg).fit()`; each piece below is one named step of it, and each failure has one place:
     a bad config (check_config), resume (restore), a non-finite step (train_step), Ctrl-C
     (fit/save_interrupted), writing (record_epoch, all atomic). progress=False: no bars for this run
-    (lab4.progress switches every bar off)."""
+    (lab4.progress switches every bar off). resume: the checkpoint at cfg.ckpt_path, already read
+    (lab4-train reads it once, for its config and then its state); None: read here."""
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True, on_step=None, log=print):
+    def __init__(self, cfg: TrainConfig, progress: bool = True, on_step=None, log=print,
+                 resume: dict | None = None):
         check_config(cfg)
         self.world = distributed.world_from_env()                # torchrun: this process's rank; else 1 process
         distributed.check_batch(cfg.batch_size, self.world)
+        if cfg.long_clip:                                        # the last epochs' batch must divide too
+            distributed.check_batch(clip_of_epoch(cfg, cfg.num_epoch - 1)[1], self.world, "--long_clip's batch")
         self.device = select_device(cfg.device, self.world.local_rank if self.world.size > 1 else None)
         distributed.start(self.world, self.device)
         self.precision_asked = cfg.precision                     # auto, or the one given
@@ -88,14 +92,15 @@ class Run:
         self.forward_model = self.model                          # DistributedDataParallel(model) under torchrun
         if cfg.tensorboard:
             tensorboard.require()                                # before anything is written
-        if cfg.ckpt_path:
-            self.restore(cfg.ckpt_path)
+        if cfg.ckpt_path:                                        # resume: the checkpoint if already read
+            self.restore(cfg.ckpt_path, resume)
 
     # ---- set-up -------------------------------------------------------------------------------
-    def restore(self, path) -> None:
-        """Resume one of our checkpoints exactly, or start from a template checkpoint's weights.
-        The optimiser's state comes back with the flags given now applied to it."""
-        ckpt = read_checkpoint(path)
+    def restore(self, path, ckpt: dict | None = None) -> None:
+        """Resume one of our checkpoints exactly, or start from a template checkpoint's weights
+        (`ckpt`: the file at `path` already read, else it is read here). The optimiser's state comes
+        back with the flags given now applied to it."""
+        ckpt = read_checkpoint(path) if ckpt is None else ckpt
         if "train_state_dict" in ckpt:                           # state_dict holds the averaged weights
             load_weights(self.model, {"state_dict": ckpt["train_state_dict"]}, path)
             self._ema_state = (ckpt, int(ckpt.get("ema_n", 1)))
@@ -138,6 +143,7 @@ class Run:
                 self.ema.n_averaged.fill_(n)
                 self._ema_state = None
         self.batches = SequenceBatches(self.train_split, cfg.train_vi_len, self.device)
+        self.long_batches = self.batches.of_length(cfg.long_clip) if cfg.long_clip else None   # the same frames
         self.copy_first = kaggle_mean(copy_first_psnr(self.val_split, cfg.val_vi_len))   # the do-nothing baseline
         self.betas = kl_beta_schedule(cfg)
         if self.world.size > 1:                                  # gradients averaged over the ranks in backward()
@@ -193,23 +199,27 @@ class Run:
         """Ctrl-C seen (by any rank under torchrun: they all stop at the same step)."""
         return distributed.any_over_ranks(self.interrupted.is_set(), self.world)
 
-    def epoch_plan(self, epoch: int) -> tuple[np.ndarray, int]:
-        """This epoch's sequence order and number of steps."""
+    def epoch_plan(self, epoch: int) -> tuple[SequenceBatches, torch.Tensor, int, int]:
+        """This epoch's sequences (of train_vi_len frames, or long_clip in the last epochs), their
+        order, the clips per batch and the number of steps."""
         cfg = self.cfg
+        seq_len, batch_size = clip_of_epoch(cfg, epoch)
+        batches = self.long_batches if seq_len != cfg.train_vi_len else self.batches
         fast = cfg.fast_train and epoch < cfg.fast_train_epoch
-        order = self.batches.epoch_order(epoch, cfg.seed, cfg.fast_partial if fast else cfg.partial)
-        n_batches = len(order) // cfg.batch_size          # drop_last, as the template's loader
+        order = batches.epoch_order(epoch, cfg.seed, cfg.fast_partial if fast else cfg.partial)
+        n_batches = len(order) // batch_size              # drop_last, as the template's loader
         if cfg.steps_per_epoch:
             n_batches = min(n_batches, cfg.steps_per_epoch)
         if n_batches == 0:
-            raise Lab4Error(f"--batch_size {cfg.batch_size}: larger than the {len(order)} training sequences")
-        return order, n_batches
+            raise Lab4Error(f"--batch_size {batch_size}: larger than the {len(order)} training sequences "
+                            f"of {seq_len} frames")
+        return batches, order, batch_size, n_batches
 
     def train_epoch(self) -> dict:
         """The steps from self.batch to the epoch's end, then its validation -> the metrics row."""
         cfg, epoch = self.cfg, self.epoch
         t0 = time.time()
-        order, n_batches = self.epoch_plan(epoch)
+        batches, order, batch_size, n_batches = self.epoch_plan(epoch)
         lr, beta, tfr = learning_rate(cfg, epoch), float(self.betas[epoch]), teacher_forcing_ratio(cfg, epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -220,7 +230,7 @@ class Run:
         with bar:
             for k in bar:
                 self.resume_rng = rng_state(self.device)
-                loss_value = self.train_step(order[k * cfg.batch_size:(k + 1) * cfg.batch_size], beta)
+                loss_value = self.train_step(batches, order[k * batch_size:(k + 1) * batch_size], beta)
                 if self.stop_requested():                          # Ctrl-C: stop at this step boundary
                     raise KeyboardInterrupt
                 if k % 10 == 0:
@@ -235,11 +245,11 @@ class Run:
         row["time_s"] = time.time() - t0
         return row
 
-    def train_step(self, idx: np.ndarray, beta: float) -> float:
-        """One optimisation step on the sequences idx; a non-finite loss or gradient stops the run
-        before the weights change (the checkpoints on disk stay the last good ones)."""
+    def train_step(self, batches: SequenceBatches, idx: torch.Tensor, beta: float) -> float:
+        """One optimisation step on the sequences idx of `batches`; a non-finite loss or gradient stops
+        the run before the weights change (the checkpoints on disk stay the last good ones)."""
         cfg, epoch, k = self.cfg, self.epoch, self.batch
-        x, p = self.batches.batch(idx[self.world.rows(len(idx))])       # (B, T, 3, H, W) each: this rank's share
+        x, p = batches.batch(idx[self.world.rows(len(idx))])            # (B, T, 3, H, W) each: this rank's share
         teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
         with self.autocast:
             # (B, T-1, 3, H, W), 2 x (B*(T-1), N, H, W) posterior [, 2 x (B*(T-1), N, H, W) learned prior]

@@ -1,5 +1,6 @@
 """The whole 630 frames (issue 26): the drift report, the appearance memory, the fed-back frame's
-levers, `lab4-test --average K` / `--average_ckpts`, and the held-out 'travel' synthetic style."""
+levers, the long clip late in training, `lab4-test --average K` / `--average_ckpts`, and the held-out
+'travel' synthetic style."""
 import copy
 import re
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from lab4.cli import test_main as lab4_test
-from lab4.config import make_config
+from lab4.cli import train_main as lab4_train
+from lab4.config import clip_of_epoch, make_config
 from lab4.data import load_split
 from lab4.evaluate import drift, drift_words
 from lab4.infer import predict_test
@@ -106,6 +108,41 @@ def test_feedback_noise_perturbs_training_only_without_teacher_forcing():
     torch.testing.assert_close(noisy(x, p, True, eps)[0], plain(x, p, True, eps)[0])
     assert not torch.allclose(noisy(x, p, False, eps)[0], plain(x, p, False, eps)[0])
     torch.testing.assert_close(noisy.rollout(x[:, 0], p, seeds=[0, 1]), plain.rollout(x[:, 0], p, seeds=[0, 1]))
+
+
+# ---- the long clip late in training ---------------------------------------------------------------------
+def test_the_long_clip_is_the_last_epochs_with_the_frames_per_step_kept():
+    quick = make_config("quick")
+    assert all(clip_of_epoch(quick, e) == (16, 2) for e in range(quick.num_epoch))      # off: the clip throughout
+    longer = make_config("quick", long_clip=32)
+    assert [clip_of_epoch(longer, e) for e in range(3)] == [(16, 2), (16, 2), (32, 1)]
+    two = make_config("quick", long_clip=24, long_clip_epochs=2, batch_size=4)
+    assert [clip_of_epoch(two, e) for e in range(3)] == [(16, 4), (24, 2), (24, 2)]
+
+
+@pytest.mark.parametrize("flags,expected", [(["--long_clip", "8"], "--long_clip 8: expected 0 (off) or more frames "
+                                                                   "than --train_vi_len 8"),
+                                            (["--long_clip", "400"], "fewer than --long_clip 400"),
+                                            (["--long_clip", "16", "--long_clip_epochs", "0"], "--long_clip_epochs 0")])
+def test_a_long_clip_that_cannot_be_is_one_line(mini_data, tmp_path, capsys, flags, expected):
+    args = ["--DR", str(mini_data), "--save_root", str(tmp_path / "run"), "--preset", "smoke", "--device", "cpu",
+            "--train_vi_len", "8", "--num_epoch", "1", "--steps_per_epoch", "1", *flags]
+    assert lab4_train(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_a_run_with_a_long_clip_trains_its_last_epoch_on_long_clips(mini_data, tmp_path, smoke_config, monkeypatch):
+    import lab4.train as train_mod
+    shapes, real_loss = [], train_mod.cvae_loss
+    monkeypatch.setattr(train_mod, "cvae_loss", lambda x_hat, x, *a, **k: shapes.append(tuple(x.shape[:2]))
+                        or real_loss(x_hat, x, *a, **k))
+    cfg = smoke_config(mini_data, tmp_path, num_epoch=2, steps_per_epoch=2, train_vi_len=8, long_clip=16)
+    m = train_mod.train(cfg, progress=False, log=lambda *a: None)["metrics"]
+    assert shapes == [(2, 7), (2, 7), (1, 15), (1, 15)]               # (batch, frames predicted) per step
+    assert m["steps"].tolist() == [2, 2] and np.isfinite(m["loss"]).all()
 
 
 # ---- --average ---------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def test_rng_state_is_the_device_in_uses_only(monkeypatch):
 def test_a_resumed_run_chooses_its_precision_again(mini_data, tmp_path, smoke_config, monkeypatch):
     """A run saved in fp16 on a T4 resumes on the CPU (fp32 there), unless --precision is given now."""
     import lab4.train as train_module
+    from lab4.checkpoint import read_checkpoint
     from lab4.config import resolve_resume_config
     with monkeypatch.context() as m:
         m.setattr(train_module, "choose_precision", lambda *a, **k: "fp16")
@@ -104,9 +105,9 @@ def test_a_resumed_run_chooses_its_precision_again(mini_data, tmp_path, smoke_co
     ckpt_path = str(tmp_path / "run" / "last.ckpt")
     assert torch.load(ckpt_path, weights_only=True)["config"]["precision"] == "fp16"
     again = smoke_config(mini_data, tmp_path / "run", num_epoch=2, steps_per_epoch=1, ckpt_path=ckpt_path)
-    resumed = resolve_resume_config(again, {"num_epoch": 2})
+    resumed = resolve_resume_config(again, {"num_epoch": 2}, read_checkpoint(ckpt_path))
     assert resumed.precision == "auto"
     lines = []
     Run(resumed, progress=False, log=lines.append).fit()
     assert lines[0].startswith("lab4-train: cpu, precision fp32 (auto)")
-    assert resolve_resume_config(again, {"precision": "bf16"}).precision == "bf16"
+    assert resolve_resume_config(again, {"precision": "bf16"}, read_checkpoint(ckpt_path)).precision == "bf16"

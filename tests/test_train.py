@@ -243,13 +243,18 @@ def test_lab4_train_test_flag_evaluates_a_checkpoint(smoke_run, mini_data, tmp_p
 
 
 @pytest.mark.slow
-def test_lab4_train_cli_trains_then_resumes_with_the_checkpoint_config(mini_data, tmp_path, capsys):
+def test_lab4_train_cli_trains_then_resumes_with_the_checkpoint_config(mini_data, tmp_path, capsys, monkeypatch):
+    import lab4.checkpoint
     base = ["--DR", str(mini_data), "--save_root", str(tmp_path), "--device", "cpu"]
     assert lab4_train(base + ["--preset", "smoke", "--num_epoch", "1", "--steps_per_epoch", "1",
                               "--train_vi_len", "4", "--val_vi_len", "4"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("done: best val PSNR")
+    reads, read = [], lab4.checkpoint.read_checkpoint
+    for module in (lab4.checkpoint, train_mod):
+        monkeypatch.setattr(module, "read_checkpoint", lambda path: reads.append(path) or read(path))
     # no --preset now: the model size and the other settings come from the checkpoint
     assert lab4_train(base + ["--ckpt_path", str(tmp_path / "last.ckpt"), "--num_epoch", "2"]) == 0
+    assert reads == [str(tmp_path / "last.ckpt")]                      # read once: its config, then its state
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert m["epoch"].tolist() == [1, 2] and m["steps"].tolist() == [1, 1]
     cfg = torch.load(tmp_path / "last.ckpt", weights_only=True)["config"]
