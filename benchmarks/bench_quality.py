@@ -388,7 +388,7 @@ def plot_per_frame(res: dict, path) -> None:
         d = np.mean([[drift(c)[k] for k in ("early", "late", "drift")] for c in curves], axis=0)
         smooth = pd.Series(mean[1:]).rolling(15, center=True, min_periods=1).mean()
         ax.plot(np.arange(1, len(mean)), smooth, color=f"C{i}", lw=1.3,
-                label=f"{recipe}: 1-150 {d[0]:.2f}, 451-600 {d[1]:.2f} dB, drift {d[2]:.2f} ({len(curves)} seeds)")
+                label=f"{recipe}: 1-150 {d[0]:.2f}, 451-600 {d[1]:.2f} dB, drift {d[2]:.2f} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
     ax.axhline(res["copy_first_psnr"], color="k", ls="--", lw=1, label="copy first frame (mean)")
     ax.axvline(600.5, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="frame (1..600 scored)", ylabel="val PSNR, dB (15-frame mean)",
