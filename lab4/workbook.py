@@ -28,7 +28,7 @@ SMOKE_PARAMS: dict[str, dict] = {
                               RETRAIN=True, VAL_LEN=_SMOKE["val_vi_len"], FIGURES_DIR="../runs/smoke/figures"),
     "05_kaggle_submission": dict(_ON_MINI, CKPT="../runs/smoke/submission_model/last.ckpt",
                                  SAVE_ROOT="../runs/smoke/submission"),
-    # eight runs: 2 epochs (tfr 1.0 then 0.0) of 2 steps each keep the notebook's smoke test short
+    # nine runs: 2 epochs (tfr 1.0 then 0.0) of 2 steps each keep the notebook's smoke test short
     "06_training_strategies": dict(_ON_MINI, **dict(_SHORT_RUNS, NUM_EPOCH=2, STEPS_PER_EPOCH=2),
                                    SAVE_ROOT="../runs/smoke/strategies", SAMPLES=2, VAL_LEN=24),
 }
