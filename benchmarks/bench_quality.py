@@ -35,9 +35,11 @@ from common import (ROOT, _complete, add_common_args, apply_threads, load_avg, m
 
 QUICK_DATA = ROOT / "data" / "synth-quality-mini"
 # Held-out datasets (never tuned on): name -> (folder, synth seed, synth style). "quality" is the demo
-# look with another seed; "travel" (issue 26) mostly walks across and turns, in higher-contrast clothes.
+# look with another seed; "travel" (issue 26) mostly walks across and turns, in higher-contrast clothes;
+# "stripes" (issue 26) moves as travel does in a shirt with ~1-pixel stripes, the fine detail to keep.
 HELD_OUT = {"quality": (ROOT / "data" / "synth-quality", 7, "demo"),
-            "travel": (ROOT / "data" / "synth-travel", 11, "travel")}
+            "travel": (ROOT / "data" / "synth-travel", 11, "travel"),
+            "stripes": (ROOT / "data" / "synth-stripes", 13, "stripes")}
 
 # The issue's quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
 # --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
@@ -194,7 +196,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-min", type=float, default=13.0, help="the reference's wall-clock budget (minutes)")
     ap.add_argument("--data", help="dataset folder (default: --held-out's, generated on first use)")
     ap.add_argument("--held-out", default="quality", choices=sorted(HELD_OUT),
-                    help="which held-out synthetic set (default quality: synth seed 7; travel: seed 11, travel style)")
+                    help="which held-out synthetic set (default quality: synth seed 7; travel: seed 11, travel style; "
+                         "stripes: seed 13, striped shirts)")
     ap.add_argument("--average", default="", metavar="K,K,...",
                     help="after the first seed's run of each recipe in --average-recipes, the val video's mean of K "
                          "rollouts for each K (lab4-test --average K): PSNR, SSIM, drift and seconds; e.g. 1,4,16")

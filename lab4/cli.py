@@ -307,7 +307,8 @@ def synth_main(argv=None) -> int:
     ap.add_argument("--preset", default="mini", choices=sorted(SYNTH_PRESETS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--style", default="demo", choices=sorted(SYNTH_STYLES),
-                    help="demo (default); travel: mostly walking across and turning, more clothing contrast")
+                    help="demo (default); travel: mostly walking across and turning, more clothing contrast; "
+                         "stripes: travel's moves in a shirt with ~1-pixel dark stripes")
     ap.add_argument("--height", type=int, help="native PNG height (default: the preset's)")
     ap.add_argument("--width", type=int, help="native PNG width (default: the preset's)")
     ap.add_argument("--workers", type=int, help="processes (default: all cores)")

@@ -3,7 +3,9 @@
 One man (light-blue long-sleeve shirt, dark trousers) dances in a studio: a light wall above a
 greyer floor, a mild lighting gradient, an optional soft shadow; he dances in place and walks or
 runs across the frame.  The look varies per video (tones, horizon, light, body size, limb
-thickness, tempo) so that nothing is tuned to one appearance.  The label of each frame is the
+thickness, tempo) so that nothing is tuned to one appearance.  The held-out styles (STYLES) move
+more ("travel") or add fine detail to keep over a long rollout ("stripes": dark bands about one
+model pixel wide across a light shirt).  The label of each frame is the
 same 2-D skeleton drawn OpenPose-style on white.  Every frame is a deterministic function of (its
 pose, the video's appearance), so a model given frame 0 and the poses can predict the rest.  Layout written under OUT (see LAB4_SPEC.md section 1):
 
@@ -101,6 +103,7 @@ class Video:
     shadow: float           # floor-shadow darkness (0: none)
     shadow_dx: float        # shadow offset sideways, in body heights (light from one side)
     limb: float             # limb-thickness factor
+    stripes: tuple | None = None   # (stripe RGB, period in body heights) across the shirt; None: plain
 
 
 # ---------------------------------------------------------------- choreography
@@ -181,6 +184,7 @@ class Style:
     yaws: tuple           # turns a move may start from (radians; four values)
     shirt: tuple          # shirt RGB before the studio light
     trousers_gain: tuple  # range of the trousers' brightness factor
+    stripes: tuple | None = None   # (stripe RGB, period range in body heights); None: a plain shirt
 
 
 STYLES = {
@@ -189,6 +193,10 @@ STYLES = {
     # darker trousers (more appearance to keep), turns up to 1.1 rad
     "travel": Style((0.02, 0.06, 0.26, 0.16, 0.20, 0.06, 0.10, 0.08, 0.06), (0.0, -0.6, 0.6, 1.1),
                     (120, 178, 245), (0.45, 0.9)),
+    # held-out data with fine detail to keep (issue 26): the travel choreography in a shirt with dark
+    # horizontal stripes about one model pixel wide, the detail that fades first in a long rollout
+    "stripes": Style((0.02, 0.06, 0.26, 0.16, 0.20, 0.06, 0.10, 0.08, 0.06), (0.0, -0.6, 0.6, 1.1),
+                     (214, 206, 190), (0.45, 0.9), ((36, 52, 110), (0.07, 0.10))),
 }
 
 
@@ -231,7 +239,7 @@ def make_video(n: int, seed, style: str = "demo") -> Video:
     wall = rng.uniform(236, 252) + tint
     floor = wall - rng.uniform(22, 55) + rng.normal(0, 2, 3)  # a light-grey floor, never white
     horizon = rng.uniform(0.55, 0.70)
-    return Video(
+    v = Video(
         params=_choreography(n, rng, tempo=rng.uniform(0.8, 1.25), style=look),
         height_frac=rng.uniform(0.50, 0.68), ground_frac=rng.uniform(max(0.80, horizon + 0.1), 0.88),
         shoulder=rng.uniform(0.105, 0.125),
@@ -242,6 +250,11 @@ def make_video(n: int, seed, style: str = "demo") -> Video:
         light=(round(float(rng.uniform(-0.08, 0.08)), 4), round(float(rng.uniform(-0.07, 0.0)), 4)),
         shadow=float(rng.uniform(0.05, 0.2)) if rng.random() < 0.75 else 0.0,
         shadow_dx=float(rng.uniform(-0.15, 0.15)), limb=float(rng.uniform(0.8, 1.15)))
+    if look.stripes is None:   # drawn last: the plain styles' random stream is as before
+        return v
+    colour, period = look.stripes
+    return replace(v, stripes=(_rgb(np.array(colour) * light + rng.normal(0, 6, 3)),
+                               round(float(rng.uniform(*period)), 4)))
 
 
 def _rgb(c) -> tuple:
@@ -327,6 +340,9 @@ def _seg(dr, a, b, w, col):
 
 def render_frame(p: np.ndarray, v: Video, height: int, width: int, skel=None) -> Image.Image:
     """The RGB frame for pose parameters `p` of video `v` (deterministic)."""
+    painted = v
+    if v.stripes is not None:   # draw the shirt in a key colour, striped below
+        v = replace(v, shirt=SHIRT_KEY)
     xy, dep = skel or skeleton(p, v, height, width)
     hb = v.height_frac * height
     img = _background(height, width, v.studio).copy()
@@ -360,8 +376,29 @@ def render_frame(p: np.ndarray, v: Video, height: int, width: int, skel=None) ->
             dr.ellipse([x - r, y - r, x + r, y + r], fill=col)
         else:
             _draw_torso(dr, xy, p, v, hb)
-    lit = np.asarray(img, np.float32) * _lighting(height, width, v.light)
+    lit = np.asarray(img, np.float32)
+    if v.stripes is not None:
+        lit = _stripe_shirt(lit, painted, xy[19, 1], hb)
+    lit = lit * _lighting(height, width, v.light)
     return Image.fromarray(np.rint(lit).clip(0, 255).astype(np.uint8))
+
+
+SHIRT_KEY = (255, 0, 255)   # drawn where a striped shirt goes; no other part of a frame is magenta
+
+
+def _stripe_shirt(rgb: np.ndarray, v: Video, hip_y: float, hb: float) -> np.ndarray:
+    """(H, W, 3) float frame with the shirt's key-coloured pixels painted: shirt, stripe, shirt, ...
+
+    Bands are horizontal, `period` body heights apart and counted up from the hip, so they ride with
+    the body as it travels, turns and squats."""
+    colour, period = v.stripes
+    y = np.arange(rgb.shape[0], dtype=np.float32)[:, None]                 # (H, 1)
+    band = np.floor((hip_y - y) / (period * hb)).astype(int) % 2 == 1      # (H, 1)
+    shirt = (rgb == np.array(SHIRT_KEY, np.float32)).all(-1)                # (H, W)
+    out = rgb.copy()
+    out[shirt] = v.shirt
+    out[shirt & band] = colour
+    return out
 
 
 def _draw_torso(dr, xy, p, v: Video, hb: float):

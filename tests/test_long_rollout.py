@@ -213,3 +213,18 @@ def test_the_demo_style_is_the_synthetic_data_as_before_and_travel_moves_more():
     lum = lambda c: sum(c) / 3                                         # noqa: E731
     assert lum(travel.shirt) - lum(travel.trousers) > lum(v.shirt) - lum(v.trousers)
     assert len(STYLES["travel"].weights) == len(MOVES) and abs(sum(STYLES["travel"].weights) - 1) < 1e-9
+
+
+def test_the_stripes_style_stripes_the_shirt_and_leaves_the_plain_styles_as_they_were():
+    from lab4.synth import SHIRT_KEY, render_frame
+    for style in ("demo", "travel"):
+        assert make_video(50, (7, 2, 0), style).stripes is None
+    plain, striped = make_video(50, (13, 2, 0), "travel"), make_video(50, (13, 2, 0), "stripes")
+    assert np.array_equal(plain.params, striped.params)        # same choreography, only the look differs
+    colour, period = striped.stripes
+    assert 0.07 <= period <= 0.10 and sum(colour) < sum(striped.shirt) - 200   # dark stripes on a light shirt
+    frame = np.asarray(render_frame(striped.params[0], striped, 256, 512)).reshape(-1, 3)
+    assert not (frame == SHIRT_KEY).all(-1).any()               # the key colour never reaches a frame
+    near = lambda c: (np.abs(frame.astype(int) - np.array(c)).max(-1) <= 30).sum()   # noqa: E731
+    shirt_px, stripe_px = near(striped.shirt), near(colour)
+    assert shirt_px > 200 and stripe_px > 200, (shirt_px, stripe_px)   # both bands drawn (lit +-12%)
