@@ -56,13 +56,16 @@ RECIPES = {
     "quick": dict(kind="lab4", preset="quick", flags={}),
     # issue 26's levers for the long rollout, each on top of --preset quick
     "quick, appearance memory": dict(kind="lab4", preset="quick", flags={"appearance_memory": True}),
+    "quick, memory following the pose": dict(kind="lab4", preset="quick",
+                                              flags={"appearance_memory": True, "memory_follows_pose": True}),
     "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
     "quick, feedback noise": dict(kind="lab4", preset="quick", flags={"feedback_noise": 0.03}),
     "quick, long clip": dict(kind="lab4", preset="quick", flags={"long_clip": 32}),
 }
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
-         "quick": "quick", "memory": "quick, appearance memory", "detach": "quick, detached feedback",
+         "quick": "quick", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
+         "detach": "quick, detached feedback",
          "noise": "quick, feedback noise", "long-clip": "quick, long clip"}
 DEFAULT_RECIPES = "reference,template,no-ema,quick"
 EVAL_AT = (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500)   # + the last step of every run

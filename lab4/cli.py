@@ -114,6 +114,8 @@ def _lab4_flags(o, test_tool: bool) -> None:
     _choice(o, "z", "rollouts take z as a sample of the prior or its mean")
     _switch(o, "appearance_memory", "the decoder sees frame 0's features beside the previous frame's at every "
             "step (adds appearance_memory.* weights; the five modules unchanged)")
+    _switch(o, "memory_follows_pose", "with --appearance_memory: frame 0's features move with the body (the pose "
+            "image's centre, frame 0 -> now), so frame 0's clothes lie where the body is now")
     _flag(o, "feedback_noise", float, "training without teacher forcing: std of noise added to the fed-back frame")
     _switch(o, "detach_feedback", "training without teacher forcing: stop the gradient at the fed-back frame")
     _flag(o, "long_clip", int, "0: off; else the last --long_clip_epochs epochs train on clips of this many frames "

@@ -125,6 +125,8 @@ class TrainConfig:
     z: str = "sample"               # rollouts (validation, lab4-test): sample z from the prior, or its mean
     appearance_memory: bool = False  # the decoder sees frame 0's features beside the previous frame's at every
                                     # step (a 1x1 conv over both, started as "previous only"; SVG's content skip)
+    memory_follows_pose: bool = False  # with appearance_memory: frame 0's features shifted as the body moved
+                                    # (its pose image's centre, frame 0 -> now), so they lie where the body is
     feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
     detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
     long_clip: int = 0              # 0: off; else the last long_clip_epochs epochs train on clips of this many
@@ -241,6 +243,8 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(cfg.long_clip == 0 or cfg.long_clip > cfg.train_vi_len, "long_clip", cfg,
                 f"0 (off) or more frames than --train_vi_len {cfg.train_vi_len}")
         _expect(cfg.long_clip_epochs >= 1, "long_clip_epochs", cfg, "a positive number of final epochs")
+        _expect(cfg.appearance_memory or not cfg.memory_follows_pose, "memory_follows_pose", cfg,
+                "--appearance_memory too (it moves the memory's features)")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)
             _expect(value >= divisor and value % divisor == 0, name, cfg,

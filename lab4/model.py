@@ -36,7 +36,7 @@ class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
                  sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False,
                  time_chunk: int = 8, compile_rollout: bool = False, world=None, appearance_memory: bool = False,
-                 feedback_noise: float = 0.0, detach_feedback: bool = False):
+                 feedback_noise: float = 0.0, detach_feedback: bool = False, memory_follows_pose: bool = False):
         super().__init__()
         refuse_unknown_choice("prior", prior)
         self.frame_transformation = RGB_Encoder(3, F_dim)
@@ -48,6 +48,7 @@ class VideoCVAE(nn.Module):
         self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
         # frame 0's features beside the previous frame's at every step (--appearance_memory); None: off
         self.appearance_memory = AppearanceMemory(F_dim) if appearance_memory else None
+        self.memory_follows_pose = memory_follows_pose   # frame 0's features moved to where the body is now
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.colour_anchor = colour_anchor    # the output adds the first frame's mean colour (`anchor_of`)
@@ -67,7 +68,8 @@ class VideoCVAE(nn.Module):
         return cls(cfg.F_dim, cfg.L_dim, cfg.N_dim, cfg.D_out_dim, sigmoid_output=cfg.sigmoid_output,
                    prior=cfg.prior, colour_anchor=cfg.colour_anchor, time_chunk=time_chunk,
                    compile_rollout=cfg.compile, world=world, appearance_memory=cfg.appearance_memory,
-                   feedback_noise=cfg.feedback_noise, detach_feedback=cfg.detach_feedback)
+                   feedback_noise=cfg.feedback_noise, detach_feedback=cfg.detach_feedback,
+                   memory_follows_pose=cfg.memory_follows_pose)
 
     @property
     def prior(self) -> str:
@@ -114,19 +116,33 @@ class VideoCVAE(nn.Module):
         mean = first_frame.float().mean(dim=(2, 3), keepdim=True)          # (B, 3, 1, 1)
         return torch.logit(mean.clamp(0.02, 0.98)) if self.sigmoid_output else mean
 
-    def context_of(self, first_frame: torch.Tensor, first_feat: torch.Tensor | None = None) -> tuple:
+    def context_of(self, first_frame: torch.Tensor, first_feat: torch.Tensor | None = None,
+                   first_label: torch.Tensor | None = None) -> tuple:
         """What every step of a sequence carries from frame 0 (B, 3, H, W): (the colour anchor (B, 3, 1, 1),
-        the appearance memory: frame 0's features (B, F, H, W), `first_feat` when the caller has them), each
-        None when off (then frame 0 is not encoded here)."""
-        memory = None
+        the appearance memory: frame 0's features (B, F, H, W), `first_feat` when the caller has them,
+        where frame 0's body is (B, 2): the centre of its pose image `first_label`, with
+        memory_follows_pose), each None when off (then frame 0 is not encoded here). `at_pose` turns it
+        into one step's context."""
+        memory, origin = None, None
         if self.appearance_memory is not None:
             memory = self.frame_transformation(first_frame) if first_feat is None else first_feat
-        return self.anchor_of(first_frame), memory
+            if self.memory_follows_pose:
+                origin = body_centre(first_label)
+        return self.anchor_of(first_frame), memory, origin
+
+    def at_pose(self, context: tuple, label: torch.Tensor) -> tuple:
+        """The context of the step whose pose image is `label` (B, 3, H, W): with memory_follows_pose,
+        frame 0's features shifted by how far the body's centre moved since frame 0, so frame 0's
+        shirt lies where the body is now; otherwise the context unchanged."""
+        anchor, memory, origin = context
+        if origin is None:
+            return context
+        return anchor, shift_features(memory, body_centre(label) - origin), origin
 
     def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
                  context: tuple = (None, None)) -> torch.Tensor:
         """(B, F, H, W), (B, L, H, W), (B, N, H, W), context (`context_of`) -> frame (B, 3, H, W)."""
-        anchor, memory = context
+        anchor, memory, _ = context
         if memory is not None:                                      # frame 0's appearance beside the last frame's
             prev_feat = self.appearance_memory(prev_feat, memory)
         frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
@@ -189,7 +205,7 @@ class VideoCVAE(nn.Module):
         flat = lambda t: t.reshape(-1, *t.shape[2:])                # (B, n, ...) -> (B*n, ...)
         unflat = lambda t, n: t.reshape(B, n, *t.shape[1:])         # (B*n, ...) -> (B, n, ...)
         prev_feat = self.frame_transformation(x[:, 0])              # (B, F, H, W)
-        context = self.context_of(x[:, 0], prev_feat)               # anchor (B, 3, 1, 1), memory (B, F, H, W)
+        context = self.context_of(x[:, 0], prev_feat, p[:, 0])      # anchor (B, 3, 1, 1), memory (B, F, H, W), origin
         outs, mus, logvars, label_feats, zs, priors = [], [], [], [], [], []
         for s in range(1, T, chunk):
             e, n = min(s + chunk, T), min(chunk, T - s)
@@ -200,6 +216,7 @@ class VideoCVAE(nn.Module):
             if teacher_forcing:                                     # previous frame = ground truth: batched
                 prev = torch.cat([prev_feat.unsqueeze(1), cur[:, :-1]], 1)   # (B, n, F, H, W)
                 step_context = tuple(None if c is None else c.repeat_interleave(n, 0) for c in context)   # B*n rows
+                step_context = self.at_pose(step_context, flat(p[:, s:e]))
                 outs.append(unflat(self.generate(flat(prev), flat(lab), z, step_context), n))
                 if self.learned_prior is not None:
                     priors.append([unflat(a, n) for a in self.learned_prior.distribution(flat(prev), flat(lab))])
@@ -211,7 +228,7 @@ class VideoCVAE(nn.Module):
             for t in range(T - 1):
                 if self.learned_prior is not None:
                     priors.append([a.unsqueeze(1) for a in self.learned_prior.distribution(prev_feat, lab[:, t])])
-                frame = self.generate(prev_feat, lab[:, t], z[:, t], context)   # (B, 3, H, W)
+                frame = self.generate(prev_feat, lab[:, t], z[:, t], self.at_pose(context, p[:, t + 1]))   # (B, 3, H, W)
                 outs.append(frame.unsqueeze(1))
                 if t < T - 2:
                     prev_feat = self.feed_back(frame)
@@ -244,19 +261,54 @@ class VideoCVAE(nn.Module):
         H, W = prev.shape[-2:]
         out = torch.empty(S, T, 3, H, W, device=device)
         out[:, 0] = prev
-        context = self.context_of(prev)                                  # anchor (S, 3, 1, 1), memory (S, F, H, W)
+        context = self.context_of(prev, None, to_float(labels[:, 0]))   # anchor (S, 3, 1, 1), memory (S, F, H, W), origin
         step = compiled_rollout_step(device) if self.compile_rollout else VideoCVAE.rollout_step
         for start in range(1, T, label_chunk):
             label_feat = self.encode_labels(to_float(labels[:, start:start + label_chunk]))  # (S, c, L, H, W)
             for j in range(label_feat.shape[1]):
                 eps = None if z_mode == "mean" else \
                     torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])  # (S, N, H, W)
-                prev = step(self, prev, label_feat[:, j], eps, context)     # (S, 3, H, W)
+                step_context = self.at_pose(context, to_float(labels[:, start + j])) if context[2] is not None else context
+                prev = step(self, prev, label_feat[:, j], eps, step_context)     # (S, 3, H, W)
                 out[:, start + j] = prev
             if progress is not None:
                 progress.update(label_feat.shape[1])
         self.train(was_training)
         return out
+
+
+def body_centre(label: torch.Tensor) -> torch.Tensor:
+    """Where the body is in a pose image (B, 3, H, W) in [0, 1] (a skeleton on white): the centre of its
+    ink, (B, 2) as (x, y) in pixels; the image's centre for a blank one."""
+    ink = (1 - label.float().mean(1)).clamp(min=0)                       # (B, H, W)
+    H, W = ink.shape[-2:]
+    total = ink.sum((1, 2))                                              # (B,)
+    xs = torch.arange(W, device=ink.device, dtype=ink.dtype)
+    ys = torch.arange(H, device=ink.device, dtype=ink.dtype)
+    centre = torch.stack([(ink.sum(1) * xs).sum(1), (ink.sum(2) * ys).sum(1)], 1) / total.clamp(min=1e-6)[:, None]
+    blank = torch.tensor([(W - 1) / 2, (H - 1) / 2], device=ink.device, dtype=ink.dtype)
+    return torch.where(total[:, None] > 1e-3, centre, blank)             # (B, 2)
+
+
+def shift_features(feat: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """feat (B, C, H, W) moved by shift (B, 2) pixels (x right, y down): bilinear between the two
+    nearest whole-pixel moves (exact for whole pixels), the edge rows and columns repeated."""
+    out = _shift_along(feat, shift[:, 0], 3)
+    return _shift_along(out, shift[:, 1], 2)
+
+
+def _shift_along(feat: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
+    """feat moved by shift (B,) pixels along `dim` (2: rows, 3: columns): output[i] = feat[i - shift]."""
+    n = feat.shape[dim]
+    whole = torch.floor(shift.float())                                  # (B,)
+    frac = (shift.float() - whole).to(feat.dtype)                       # (B,) in [0, 1)
+    pos = torch.arange(n, device=feat.device)[None] - whole.long()[:, None]   # (B, n): the source of output i
+    view = [-1, 1, 1, 1]
+    view[dim] = n
+    def take(src):                                                      # (B, n) -> feat's values there
+        return feat.gather(dim, src.clamp(0, n - 1).view(view).expand_as(feat))
+    w = frac.view(-1, 1, 1, 1)
+    return (1 - w) * take(pos) + w * take(pos - 1)
 
 
 @functools.cache

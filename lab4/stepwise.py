@@ -15,7 +15,7 @@ def forward_stepwise(model, x: torch.Tensor, p: torch.Tensor, teacher_forcing: b
     as `VideoCVAE.forward` does; with a learned prior also its prior_mu, prior_logvar given the
     previous frame's feature (the decoder's) and the pose's."""
     prev, frames, mus, logvars, priors = x[:, 0], [], [], [], []     # prev: (B, 3, H, W)
-    context = model.context_of(x[:, 0])                              # anchor, memory (or None)
+    context = model.context_of(x[:, 0], None, p[:, 0])               # anchor, memory, origin (or None)
     for t in range(1, x.shape[1]):
         frame_feat = model.frame_transformation(x[:, t])             # (B, F, H, W)
         label_feat = model.label_transformation(p[:, t])             # (B, L, H, W)
@@ -24,7 +24,7 @@ def forward_stepwise(model, x: torch.Tensor, p: torch.Tensor, teacher_forcing: b
         prev_feat = model.frame_transformation(prev)                 # (B, F, H, W)
         if model.learned_prior is not None:                          # p(z_t | x_{t-1}, p_t)
             priors.append(model.learned_prior.distribution(prev_feat, label_feat))
-        frame = model.generate(prev_feat, label_feat, z, context)    # (B, 3, H, W)
+        frame = model.generate(prev_feat, label_feat, z, model.at_pose(context, p[:, t]))   # (B, 3, H, W)
         frames.append(frame), mus.append(mu), logvars.append(logvar)
         prev = x[:, t] if teacher_forcing else frame                 # the teacher-forcing switch
     flat = lambda ts: torch.stack(ts, 1).flatten(0, 1)   # noqa: E731

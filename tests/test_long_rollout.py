@@ -79,6 +79,57 @@ def test_appearance_memory_is_off_in_the_template_and_by_default_and_in_old_conf
     assert model.appearance_memory is None and not any(k.startswith("appearance") for k in model.state_dict())
 
 
+# ---- the memory following the pose -------------------------------------------------------------------
+def pose_image(x: float, y: float, H=32, W=64) -> torch.Tensor:
+    """(1, 3, H, W): white, with a 3x3 black square centred on pixel (x, y)."""
+    img = torch.ones(1, 3, H, W)
+    img[..., y - 1:y + 2, x - 1:x + 2] = 0
+    return img
+
+
+def test_the_body_centre_is_the_pose_images_ink_and_the_features_move_with_it():
+    from lab4.model import body_centre, shift_features
+    torch.testing.assert_close(body_centre(pose_image(10, 5)), torch.tensor([[10.0, 5.0]]))
+    torch.testing.assert_close(body_centre(torch.ones(1, 3, 32, 64)), torch.tensor([[31.5, 15.5]]))   # blank
+    feat = torch.randn(2, 4, 32, 64)
+    torch.testing.assert_close(shift_features(feat, torch.zeros(2, 2)), feat)
+    moved = shift_features(feat, torch.tensor([[3.0, 0.0], [0.0, -2.0]]))          # 3 px right; 2 px up
+    torch.testing.assert_close(moved[0, :, :, 3:], feat[0, :, :, :-3])
+    torch.testing.assert_close(moved[1, :, :-2], feat[1, :, 2:])
+
+
+def test_the_memory_following_the_pose_moves_frame_0_with_the_body_and_equals_the_stepwise_reference():
+    torch.manual_seed(0)
+    follow = VideoCVAE(**SMALL, appearance_memory=True, memory_follows_pose=True, colour_anchor=True)
+    fixed = VideoCVAE(**SMALL, appearance_memory=True, colour_anchor=True)
+    with torch.no_grad():
+        follow.appearance_memory.weight.normal_(0, 0.3)               # as if trained: frame 0 matters
+    fixed.load_state_dict(follow.state_dict())                       # the same weights: no new ones
+    x, _ = batch(T=4)
+    eps = torch.randn(2, 3, 4, 32, 64)
+    still = pose_image(20, 16).expand(2, 4, 3, 32, 64).clone()
+    for tf in (True, False):                                         # a body that stays put: as the fixed memory
+        torch.testing.assert_close(follow(x, still, tf, eps)[0], fixed(x, still, tf, eps)[0])
+    walking = torch.cat([pose_image(20 + 5 * t, 16) for t in range(4)]).expand(2, 4, 3, 32, 64).clone()
+    for tf in (True, False):
+        torch.testing.assert_close(follow(x, walking, tf, eps)[0], forward_stepwise(follow, x, walking, tf, eps)[0])
+    assert (follow(x, walking, False, eps)[0] - fixed(x, walking, False, eps)[0]).abs().max() > 1e-4
+    context = follow.context_of(x[:, 0], None, walking[:, 0])
+    memory_at_frame_2 = follow.at_pose(context, walking[:, 2])[1]     # the body moved 10 px right
+    torch.testing.assert_close(memory_at_frame_2[..., 10:], context[1][..., :-10])
+    a = follow.rollout(x[:, 0], walking, seeds=[1, 2])
+    b = follow.rollout(x[:, 0], (walking * 255).to(torch.uint8), seeds=[1, 2])   # uint8 poses, as lab4-test
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_the_memory_following_the_pose_needs_the_memory_and_is_off_by_default(mini_data, tmp_path, capsys):
+    assert not make_config().memory_follows_pose and not make_config("template").memory_follows_pose
+    assert lab4_train(["--DR", str(mini_data), "--save_root", str(tmp_path / "r"), "--preset", "smoke",
+                       "--device", "cpu", "--memory_follows_pose"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory_follows_pose True: expected --appearance_memory too" in err and err.count("\n") == 1
+
+
 # ---- the fed-back frame ------------------------------------------------------------------------------
 def test_detached_feedback_stops_the_gradient_at_the_fed_back_frame_only():
     x, p = batch(T=4)
