@@ -17,7 +17,8 @@ CHECKPOINT_VERSION = 6          # 2: + train_state_dict, ema_n when --ema averag
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
                                 # 6: + config.appearance_memory (appearance_memory.* weights when on),
                                 #    feedback_noise, detach_feedback (a config without them: off);
-                                #    long_clip, long_clip_epochs (0: off) added since, with defaults
+                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose (off) added
+                                #    since, with defaults
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 # ---- the Kaggle protocol (LAB4_SPEC.md section 4): defined here once, imported everywhere ----

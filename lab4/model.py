@@ -140,7 +140,7 @@ class VideoCVAE(nn.Module):
         return anchor, shift_features(memory, body_centre(label) - origin), origin
 
     def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
-                 context: tuple = (None, None)) -> torch.Tensor:
+                 context: tuple = (None, None, None)) -> torch.Tensor:
         """(B, F, H, W), (B, L, H, W), (B, N, H, W), context (`context_of`) -> frame (B, 3, H, W)."""
         anchor, memory, _ = context
         if memory is not None:                                      # frame 0's appearance beside the last frame's
