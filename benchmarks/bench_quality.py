@@ -58,6 +58,9 @@ RECIPES = {
     "quick, appearance memory": dict(kind="lab4", preset="quick", flags={"appearance_memory": True}),
     "quick, memory following the pose": dict(kind="lab4", preset="quick",
                                               flags={"appearance_memory": True, "memory_follows_pose": True}),
+    "quick, memory from a 50/50 start": dict(kind="lab4", preset="quick",
+                                             flags={"appearance_memory": True, "memory_first_share": 0.5}),
+    "quick, memory at 10x lr": dict(kind="lab4", preset="quick", flags={"appearance_memory": True, "memory_lr_scale": 10.0}),
     "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
     "quick, feedback noise": dict(kind="lab4", preset="quick", flags={"feedback_noise": 0.03}),
     "quick, long clip": dict(kind="lab4", preset="quick", flags={"long_clip": 32}),
@@ -65,6 +68,7 @@ RECIPES = {
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
          "quick": "quick", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
+         "memory-half": "quick, memory from a 50/50 start", "memory-10x": "quick, memory at 10x lr",
          "detach": "quick, detached feedback",
          "noise": "quick, feedback noise", "long-clip": "quick, long clip"}
 DEFAULT_RECIPES = "reference,template,no-ema,quick"

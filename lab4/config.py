@@ -128,6 +128,9 @@ class TrainConfig:
                                     # step (a 1x1 conv over both, started as "previous only"; SVG's content skip)
     memory_follows_pose: bool = False  # with appearance_memory: frame 0's features shifted as the body moved
                                     # (its pose image's centre, frame 0 -> now), so they lie where the body is
+    memory_first_share: float = 0.0  # with appearance_memory: frame 0's share of the memory's features at the
+                                    # start (0: previous frame only, so an untrained memory changes nothing)
+    memory_lr_scale: float = 1.0    # with appearance_memory: its weights learn at this multiple of --lr
     feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
     detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
     long_clip: int = 0              # 0: off; else the last long_clip_epochs epochs train on clips of this many
@@ -246,6 +249,8 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(cfg.long_clip_epochs >= 1, "long_clip_epochs", cfg, "a positive number of final epochs")
         _expect(cfg.appearance_memory or not cfg.memory_follows_pose, "memory_follows_pose", cfg,
                 "--appearance_memory too (it moves the memory's features)")
+        _expect(0 <= cfg.memory_first_share <= 1, "memory_first_share", cfg, "a share in [0, 1]")
+        _expect(cfg.memory_lr_scale > 0, "memory_lr_scale", cfg, "a positive multiple of --lr")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)
             _expect(value >= divisor and value % divisor == 0, name, cfg,

@@ -107,9 +107,10 @@ class AppearanceMemory(nn.Module):
     memory changes nothing (and draws no random numbers); training learns how much of frame 0's
     appearance to carry to every step: the content skip of SVG (Denton & Fergus 2018), from frame 0."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, first_share: float = 0.0):
         super().__init__()
-        weight = torch.cat([torch.eye(channels), torch.zeros(channels, channels)], dim=1)   # (F, 2F)
+        eye = torch.eye(channels)       # first_share > 0: starts as that mix of frame 0's and the previous frame's
+        weight = torch.cat([(1 - first_share) * eye, first_share * eye], dim=1)                 # (F, 2F)
         self.weight = nn.Parameter(weight[:, :, None, None])                              # (F, 2F, 1, 1)
         self.bias = nn.Parameter(torch.zeros(channels))
 

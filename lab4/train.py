@@ -39,10 +39,19 @@ SUM_KEYS = ("loss", "mse", "kl", "tf_steps", "steps")
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam or AdamW over every weight; with --memory_lr_scale the appearance memory's weights are a
+    second group whose lr is that multiple of the schedule's (its `lr_scale`)."""
+    groups = model.parameters()
+    memory = getattr(model, "appearance_memory", None)
+    if memory is not None and cfg.memory_lr_scale != 1.0:
+        ids = {id(w) for w in memory.parameters()}
+        groups = [{"params": [w for w in model.parameters() if id(w) not in ids], "lr_scale": 1.0, "lr": cfg.lr},
+                  {"params": list(memory.parameters()), "lr_scale": cfg.memory_lr_scale,
+                   "lr": cfg.lr * cfg.memory_lr_scale}]
     if cfg.optim == "Adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optim == "AdamW":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise Lab4Error(f"--optim {cfg.optim!r}: expected Adam or AdamW")
 
 
@@ -222,7 +231,7 @@ class Run:
         batches, order, batch_size, n_batches = self.epoch_plan(epoch)
         lr, beta, tfr = learning_rate(cfg, epoch), float(self.betas[epoch]), teacher_forcing_ratio(cfg, epoch)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         self.resume_rng = rng_state(self.device)                  # where Ctrl-C would resume
         bar = progress_bar(range(self.batch, n_batches), desc=f"epoch {epoch + 1}/{cfg.num_epoch}", unit="step",
