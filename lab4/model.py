@@ -48,7 +48,8 @@ class VideoCVAE(nn.Module):
         # p(z_t | x_{t-1}, p_t) with --prior learned; None: the fixed N(0, I)
         self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
         # frame 0's features beside the previous frame's at every step (--appearance_memory); None: off
-        self.appearance_memory = AppearanceMemory(F_dim, memory_first_share) if appearance_memory else None
+        self.appearance_memory = (AppearanceMemory(F_dim, memory_first_share, 2 if memory_follows_pose else 1)
+                                  if appearance_memory else None)
         self.memory_follows_pose = memory_follows_pose   # frame 0's features moved to where the body is now
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
@@ -133,12 +134,13 @@ class VideoCVAE(nn.Module):
 
     def at_pose(self, context: tuple, label: torch.Tensor) -> tuple:
         """The context of the step whose pose image is `label` (B, 3, H, W): with memory_follows_pose,
-        frame 0's features shifted by how far the body's centre moved since frame 0, so frame 0's
-        shirt lies where the body is now; otherwise the context unchanged."""
+        frame 0's features beside a copy shifted by how far the body's centre moved since frame 0, so
+        that frame 0's shirt also lies where the body is now; otherwise the context unchanged."""
         anchor, memory, origin = context
         if origin is None:
             return context
-        return anchor, shift_features(memory, body_centre(label) - origin), origin
+        moved = shift_features(memory, body_centre(label) - origin)         # (B, F, H, W)
+        return anchor, torch.cat([memory, moved], 1), origin                  # (B, 2F, H, W): where it was, moved
 
     def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
                  context: tuple = (None, None, None)) -> torch.Tensor:

@@ -105,13 +105,16 @@ class AppearanceMemory(nn.Module):
     feature), (B, F, H, W) each -> the frame feature the decoder is given, (B, F, H, W). A 1x1 conv over
     both, started as the identity on the previous frame's and zero on frame 0's, so an untrained
     memory changes nothing (and draws no random numbers); training learns how much of frame 0's
-    appearance to carry to every step: the content skip of SVG (Denton & Fergus 2018), from frame 0."""
+    appearance to carry to every step: the content skip of SVG (Denton & Fergus 2018), from frame 0.
+    memories = 2 (--memory_follows_pose): frame 0's features twice, where they were and moved with the
+    body, (B, 2F, H, W); the conv is then (F, 3F)."""
 
-    def __init__(self, channels: int, first_share: float = 0.0):
+    def __init__(self, channels: int, first_share: float = 0.0, memories: int = 1):
         super().__init__()
         eye = torch.eye(channels)       # first_share > 0: starts as that mix of frame 0's and the previous frame's
-        weight = torch.cat([(1 - first_share) * eye, first_share * eye], dim=1)                 # (F, 2F)
-        self.weight = nn.Parameter(weight[:, :, None, None])                              # (F, 2F, 1, 1)
+        parts = [(1 - first_share) * eye] + [first_share / memories * eye] * memories
+        weight = torch.cat(parts, dim=1)                                                   # (F, (1 + memories) F)
+        self.weight = nn.Parameter(weight[:, :, None, None])                              # (F, (1 + m) F, 1, 1)
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, prev_feat: torch.Tensor, first_feat: torch.Tensor) -> torch.Tensor:

@@ -98,13 +98,17 @@ def test_the_body_centre_is_the_pose_images_ink_and_the_features_move_with_it():
     torch.testing.assert_close(moved[1, :, :-2], feat[1, :, 2:])
 
 
-def test_the_memory_following_the_pose_moves_frame_0_with_the_body_and_equals_the_stepwise_reference():
+def test_the_memory_following_the_pose_adds_frame_0_moved_with_the_body_and_equals_the_stepwise_reference():
     torch.manual_seed(0)
     follow = VideoCVAE(**SMALL, appearance_memory=True, memory_follows_pose=True, colour_anchor=True)
     fixed = VideoCVAE(**SMALL, appearance_memory=True, colour_anchor=True)
     with torch.no_grad():
         follow.appearance_memory.weight.normal_(0, 0.3)               # as if trained: frame 0 matters
-    fixed.load_state_dict(follow.state_dict())                       # the same weights: no new ones
+    w = follow.appearance_memory.weight                                 # (F, 3F, 1, 1): previous, frame 0, moved
+    assert w.shape == (16, 48, 1, 1)
+    state = follow.state_dict()
+    state["appearance_memory.weight"] = torch.cat([w[:, :16], w[:, 16:32] + w[:, 32:]], 1)
+    fixed.load_state_dict(state)                                       # frame 0's two copies summed
     x, _ = batch(T=4)
     eps = torch.randn(2, 3, 4, 32, 64)
     still = pose_image(20, 16).expand(2, 4, 3, 32, 64).clone()
@@ -116,7 +120,8 @@ def test_the_memory_following_the_pose_moves_frame_0_with_the_body_and_equals_th
     assert (follow(x, walking, False, eps)[0] - fixed(x, walking, False, eps)[0]).abs().max() > 1e-4
     context = follow.context_of(x[:, 0], None, walking[:, 0])
     memory_at_frame_2 = follow.at_pose(context, walking[:, 2])[1]     # the body moved 10 px right
-    torch.testing.assert_close(memory_at_frame_2[..., 10:], context[1][..., :-10])
+    torch.testing.assert_close(memory_at_frame_2[:, :16], context[1])
+    torch.testing.assert_close(memory_at_frame_2[:, 16:, :, 10:], context[1][..., :-10])
     a = follow.rollout(x[:, 0], walking, seeds=[1, 2])
     b = follow.rollout(x[:, 0], (walking * 255).to(torch.uint8), seeds=[1, 2])   # uint8 poses, as lab4-test
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
