@@ -61,6 +61,8 @@ RECIPES = {
     "quick, memory from a 50/50 start": dict(kind="lab4", preset="quick",
                                              flags={"appearance_memory": True, "memory_first_share": 0.5}),
     "quick, memory at 10x lr": dict(kind="lab4", preset="quick", flags={"appearance_memory": True, "memory_lr_scale": 10.0}),
+    "quick, memory following the pose at 10x lr": dict(kind="lab4", preset="quick", flags={
+        "appearance_memory": True, "memory_follows_pose": True, "memory_lr_scale": 10.0}),
     "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
     "quick, feedback noise": dict(kind="lab4", preset="quick", flags={"feedback_noise": 0.03}),
     "quick, long clip": dict(kind="lab4", preset="quick", flags={"long_clip": 32}),
@@ -69,6 +71,7 @@ SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-i
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
          "quick": "quick", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
          "memory-half": "quick, memory from a 50/50 start", "memory-10x": "quick, memory at 10x lr",
+         "follow-10x": "quick, memory following the pose at 10x lr",
          "detach": "quick, detached feedback",
          "noise": "quick, feedback noise", "long-clip": "quick, long clip"}
 DEFAULT_RECIPES = "reference,template,no-ema,quick"
