@@ -41,6 +41,9 @@ HELD_OUT = {"quality": (ROOT / "data" / "synth-quality", 7, "demo"),
             "travel": (ROOT / "data" / "synth-travel", 11, "travel"),
             "stripes": (ROOT / "data" / "synth-stripes", 13, "stripes")}
 
+# quick's appearance memory on bf16 CPUs (lab4.config.QUICK_MEMORY, tests/test_quality.py), and all of it off
+QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_lr_scale=1.0)
+NO_MEMORY = dict(appearance_memory=False, memory_follows_pose=False, memory_lr_scale=1.0)   # quick before 6o/6p
 # The issue's quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
 # --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
 TEMPLATE_FLAGS = dict(num_epoch=2, partial=0.5, per_save=1, kl_anneal_type="None", tfr=0.0, lr=1e-3)
@@ -54,13 +57,16 @@ RECIPES = {
                                            flags={**TEMPLATE_FLAGS, "sigmoid_output": False}),
     "lab4 template flags, raw weights": dict(kind="lab4", preset="default", flags={**TEMPLATE_FLAGS, "ema": 0.0}),
     "quick": dict(kind="lab4", preset="quick", flags={}),
-    # issue 26's levers for the long rollout, each on top of --preset quick
-    "quick, appearance memory": dict(kind="lab4", preset="quick", flags={"appearance_memory": True}),
+    # issue 26's levers for the long rollout, each on top of --preset quick; the memory's three switches
+    # are given in full, since quick turns them on where it trains 210 bf16 steps (config.QUICK_MEMORY)
+    "quick, no memory": dict(kind="lab4", preset="quick", flags=NO_MEMORY),
+    "quick, appearance memory": dict(kind="lab4", preset="quick", flags=QUICK_MEMORY),
     "quick, memory following the pose": dict(kind="lab4", preset="quick",
-                                              flags={"appearance_memory": True, "memory_follows_pose": True}),
+                                              flags={**NO_MEMORY, "appearance_memory": True, "memory_follows_pose": True}),
     "quick, memory from a 50/50 start": dict(kind="lab4", preset="quick",
-                                             flags={"appearance_memory": True, "memory_first_share": 0.5}),
-    "quick, memory at 10x lr": dict(kind="lab4", preset="quick", flags={"appearance_memory": True, "memory_lr_scale": 10.0}),
+                                             flags={**NO_MEMORY, "appearance_memory": True, "memory_first_share": 0.5}),
+    "quick, memory at 10x lr": dict(kind="lab4", preset="quick",
+                                    flags={**NO_MEMORY, "appearance_memory": True, "memory_lr_scale": 10.0}),
     "quick, memory following the pose at 10x lr": dict(kind="lab4", preset="quick", flags={
         "appearance_memory": True, "memory_follows_pose": True, "memory_lr_scale": 10.0}),
     "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
@@ -69,7 +75,7 @@ RECIPES = {
 }
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
-         "quick": "quick", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
+         "quick": "quick", "no-memory": "quick, no memory", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
          "memory-half": "quick, memory from a 50/50 start", "memory-10x": "quick, memory at 10x lr",
          "follow-10x": "quick, memory following the pose at 10x lr",
          "detach": "quick, detached feedback",
@@ -384,17 +390,27 @@ def plot_curves(res: dict, path) -> None:
     plt.close(fig)
 
 
-def plot_per_frame(res: dict, path) -> None:
+def plot_per_frame(results, path) -> None:
     """Each recipe's final per-frame val PSNR, averaged over its seeds and smoothed over 15 frames,
-    against the frame index, with the mean of frames 1-150 and 451-600 (the drift) in the legend."""
+    against the frame index, with the mean of frames 1-150 and 451-600 (the drift) in the legend.
+    `results`: one bench result, or a list of them (one panel each, e.g. one per held-out set)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from lab4.plots import save_figure
+    results = [results] if isinstance(results, dict) else list(results)
+    fig, axes = plt.subplots(len(results), 1, figsize=(10, 4.2 * len(results)), squeeze=False)
+    for ax, res in zip(axes[:, 0], results):
+        _per_frame_panel(ax, res)
+    fig.tight_layout()
+    save_figure(fig, os.path.dirname(path), os.path.basename(path), dpi=110)
+    plt.close(fig)
+
+
+def _per_frame_panel(ax, res: dict) -> None:
     import numpy as np
     import pandas as pd
     from lab4.evaluate import drift
-    from lab4.plots import save_figure
-    fig, ax = plt.subplots(figsize=(10, 4.2))
     for i, recipe in enumerate(dict.fromkeys(r["recipe"] for r in res["runs"])):
         curves = np.array([r["final_per_frame"] for r in res["runs"] if r["recipe"] == recipe])   # (seeds, T)
         mean = curves.mean(0)
@@ -408,9 +424,6 @@ def plot_per_frame(res: dict, path) -> None:
            title=f"Per-frame PSNR of the 630-frame rollout on {res['data']} (held out), end of training")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    save_figure(fig, os.path.dirname(path), os.path.basename(path), dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
