@@ -492,7 +492,8 @@ def _experiments() -> list[str]:
             ex = json.loads(path.read_text())
             from bench_quality import SHORT
             short = {name: key for key, name in SHORT.items()}            # the --recipes word of each recipe
-            recipes = ",".join(sorted({short.get(r["recipe"], r["recipe"]) for r in ex["runs"]}))
+            recipes = ",".join(sorted({short[r["recipe"]] for r in ex["runs"] if r["recipe"] in short}))
+            gone = sorted({r["recipe"] for r in ex["runs"] if r["recipe"] not in short})   # code since replaced
             seeds = ",".join(map(str, ex["seeds"]))
             held_out = "" if ex.get("data_style", "demo") == "demo" else f" --held-out {ex['data_style']}"
             data = ("the data and evaluation of section 6" if not held_out else
@@ -500,7 +501,8 @@ def _experiments() -> list[str]:
             parts += [f"### {path.stem.split('_', 1)[0]}. {ex['title']} ({ex['date'][:16].replace('T', ' ')})", "",
                       f"`python benchmarks/bench_quality.py{held_out} --recipes {recipes} --seeds {seeds}"
                       + (f" --set {ex['set']}`" if ex.get("set") else "`")
-                      + f", {data} (copy-first {ex['copy_first_psnr']:.2f} dB).", "",
+                      + f", {data} (copy-first {ex['copy_first_psnr']:.2f} dB)"
+                      + (f"; also {', '.join(gone)}, no longer a recipe." if gone else "."), "",
                       ex["note"].strip(), "", *_quality_tables(ex), ""]
     return parts
 
