@@ -116,8 +116,6 @@ def _lab4_flags(o, test_tool: bool) -> None:
             "step (adds appearance_memory.* weights; the five modules unchanged)")
     _switch(o, "memory_follows_pose", "with --appearance_memory: frame 0's features move with the body (the pose "
             "image's centre, frame 0 -> now), so frame 0's clothes lie where the body is now")
-    _flag(o, "memory_first_share", float, "with --appearance_memory: frame 0's share of its features at the start "
-          "(0: previous frame only)")
     _flag(o, "memory_lr_scale", float, "with --appearance_memory: its weights' lr as a multiple of --lr")
     _flag(o, "feedback_noise", float, "training without teacher forcing: std of noise added to the fed-back frame")
     _switch(o, "detach_feedback", "training without teacher forcing: stop the gradient at the fed-back frame")

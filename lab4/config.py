@@ -128,8 +128,6 @@ class TrainConfig:
                                     # step (a 1x1 conv over both, started as "previous only"; SVG's content skip)
     memory_follows_pose: bool = False  # with appearance_memory: frame 0's features shifted as the body moved
                                     # (its pose image's centre, frame 0 -> now), so they lie where the body is
-    memory_first_share: float = 0.0  # with appearance_memory: frame 0's share of the memory's features at the
-                                    # start (0: previous frame only, so an untrained memory changes nothing)
     memory_lr_scale: float = 1.0    # with appearance_memory: its weights learn at this multiple of --lr
     feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
     detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
@@ -166,8 +164,8 @@ def _cpu_bf16_is_fast() -> bool:
         return False
 
 
-# quick's appearance memory where it trains 210 bf16 steps (`--appearance_memory`; following the pose
-# and 10x its lr tied with it on the mean and stay opt-in, RESULTS 6o/6p)
+# quick's appearance memory where it trains 210 bf16 steps (`--appearance_memory`); following the pose
+# at 10x its lr tied with it over 2 held-out sets x 4 seeds and stays opt-in (RESULTS 6o-6r)
 QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_lr_scale=1.0)
 
 # Presets: overrides of the defaults above. The command line overrides a preset.
@@ -187,8 +185,8 @@ PRESETS: dict[str, dict] = {
     # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 70 steps, 10-12 min of
     # training on 2 cores (3 x 93 took 13.4-15.4 min on a slow 2-core machine, past the 13-minute aim);
     # elsewhere 3 x 35 fp32 steps in about the same time. With the 210 bf16 steps the decoder also sees
-    # frame 0's features (the appearance memory: +0.16 to +2.08 dB, mean +1.39, on two held-out sets x 2
-    # seeds, RESULTS 6o/6p); at 105 fp32 steps it lost 0.21 / 0.47 dB (RESULTS 6l), so it stays off there.
+    # frame 0's features (QUICK_MEMORY above; +1.0 dB mean over 8 held-out runs, RESULTS 6o-6r); at
+    # 105 fp32 steps it lost 0.21 / 0.47 dB (RESULTS 6l), so it stays off there.
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
                   tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
                   **(dict(cpu_amp=True, steps_per_epoch=70, **QUICK_MEMORY) if _cpu_bf16_is_fast()
@@ -256,7 +254,6 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(cfg.long_clip_epochs >= 1, "long_clip_epochs", cfg, "a positive number of final epochs")
         _expect(cfg.appearance_memory or not cfg.memory_follows_pose, "memory_follows_pose", cfg,
                 "--appearance_memory too (it moves the memory's features)")
-        _expect(0 <= cfg.memory_first_share <= 1, "memory_first_share", cfg, "a share in [0, 1]")
         _expect(cfg.memory_lr_scale > 0, "memory_lr_scale", cfg, "a positive multiple of --lr")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)

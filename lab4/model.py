@@ -36,8 +36,7 @@ class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
                  sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False,
                  time_chunk: int = 8, compile_rollout: bool = False, world=None, appearance_memory: bool = False,
-                 feedback_noise: float = 0.0, detach_feedback: bool = False, memory_follows_pose: bool = False,
-                 memory_first_share: float = 0.0):
+                 feedback_noise: float = 0.0, detach_feedback: bool = False, memory_follows_pose: bool = False):
         super().__init__()
         refuse_unknown_choice("prior", prior)
         self.frame_transformation = RGB_Encoder(3, F_dim)
@@ -48,7 +47,7 @@ class VideoCVAE(nn.Module):
         # p(z_t | x_{t-1}, p_t) with --prior learned; None: the fixed N(0, I)
         self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
         # frame 0's features beside the previous frame's at every step (--appearance_memory); None: off
-        self.appearance_memory = (AppearanceMemory(F_dim, memory_first_share, 2 if memory_follows_pose else 1)
+        self.appearance_memory = (AppearanceMemory(F_dim, 2 if memory_follows_pose else 1)
                                   if appearance_memory else None)
         self.memory_follows_pose = memory_follows_pose   # frame 0's features moved to where the body is now
         self.N_dim = N_dim
@@ -71,7 +70,7 @@ class VideoCVAE(nn.Module):
                    prior=cfg.prior, colour_anchor=cfg.colour_anchor, time_chunk=time_chunk,
                    compile_rollout=cfg.compile, world=world, appearance_memory=cfg.appearance_memory,
                    feedback_noise=cfg.feedback_noise, detach_feedback=cfg.detach_feedback,
-                   memory_follows_pose=cfg.memory_follows_pose, memory_first_share=cfg.memory_first_share)
+                   memory_follows_pose=cfg.memory_follows_pose)
 
     @property
     def prior(self) -> str:

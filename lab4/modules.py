@@ -109,11 +109,10 @@ class AppearanceMemory(nn.Module):
     memories = 2 (--memory_follows_pose): frame 0's features twice, where they were and moved with the
     body, (B, 2F, H, W); the conv is then (F, 3F)."""
 
-    def __init__(self, channels: int, first_share: float = 0.0, memories: int = 1):
+    def __init__(self, channels: int, memories: int = 1):
         super().__init__()
-        eye = torch.eye(channels)       # first_share > 0: starts as that mix of frame 0's and the previous frame's
-        parts = [(1 - first_share) * eye] + [first_share / memories * eye] * memories
-        weight = torch.cat(parts, dim=1)                                                   # (F, (1 + memories) F)
+        eye, zeros = torch.eye(channels), torch.zeros(channels, memories * channels)
+        weight = torch.cat([eye, zeros], dim=1)                                            # (F, (1 + memories) F)
         self.weight = nn.Parameter(weight[:, :, None, None])                              # (F, (1 + m) F, 1, 1)
         self.bias = nn.Parameter(torch.zeros(channels))
 
