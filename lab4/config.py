@@ -185,7 +185,7 @@ PRESETS: dict[str, dict] = {
     # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 70 steps, 10-12 min of
     # training on 2 cores (3 x 93 took 13.4-15.4 min on a slow 2-core machine, past the 13-minute aim);
     # elsewhere 3 x 35 fp32 steps in about the same time. With the 210 bf16 steps the decoder also sees
-    # frame 0's features (QUICK_MEMORY above; +1.0 dB mean over 8 held-out runs, RESULTS 6o-6r); at
+    # frame 0's features (QUICK_MEMORY above; +1.24 dB mean over 8 held-out runs, RESULTS 6o-6r); at
     # 105 fp32 steps it lost 0.21 / 0.47 dB (RESULTS 6l), so it stays off there.
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
                   tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
