@@ -57,8 +57,7 @@ RECIPES = {
                                            flags={**TEMPLATE_FLAGS, "sigmoid_output": False}),
     "lab4 template flags, raw weights": dict(kind="lab4", preset="default", flags={**TEMPLATE_FLAGS, "ema": 0.0}),
     "quick": dict(kind="lab4", preset="quick", flags={}),
-    # issue 26's levers for the long rollout, each on top of --preset quick; the memory's three switches
-    # are given in full, since quick turns them on where it trains 210 bf16 steps (config.QUICK_MEMORY)
+    # issue 26's levers for the long rollout, each on top of --preset quick (the memory's: on NO_MEMORY)
     "quick, no memory": dict(kind="lab4", preset="quick", flags=NO_MEMORY),
     "quick, appearance memory": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "appearance_memory": True}),
     "quick, memory following the pose": dict(kind="lab4", preset="quick",
