@@ -66,9 +66,14 @@ RECIPES = {
                                     flags={**NO_MEMORY, "appearance_memory": True, "memory_lr_scale": 10.0}),
     "quick, memory following the pose at 10x lr": dict(kind="lab4", preset="quick", flags={
         **NO_MEMORY, "appearance_memory": True, "memory_follows_pose": True, "memory_lr_scale": 10.0}),
-    "quick, detached feedback": dict(kind="lab4", preset="quick", flags={"detach_feedback": True}),
-    "quick, feedback noise": dict(kind="lab4", preset="quick", flags={"feedback_noise": 0.03}),
-    "quick, long clip": dict(kind="lab4", preset="quick", flags={"long_clip": 32}),
+    "quick, detached feedback": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "detach_feedback": True}),
+    "quick, feedback noise": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "feedback_noise": 0.03}),
+    "quick, long clip": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "long_clip": 32}),
+    # the memory where frame 0 is worth more in training: a noisier fed-back frame, a longer self-fed clip
+    "quick, memory, feedback noise": dict(kind="lab4", preset="quick",
+                                          flags={**NO_MEMORY, "appearance_memory": True, "feedback_noise": 0.03}),
+    "quick, memory, long clip": dict(kind="lab4", preset="quick",
+                                     flags={**NO_MEMORY, "appearance_memory": True, "long_clip": 32}),
 }
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
@@ -76,7 +81,8 @@ SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-i
          "memory-10x": "quick, memory at 10x lr",
          "follow-10x": "quick, memory following the pose at 10x lr",
          "detach": "quick, detached feedback",
-         "noise": "quick, feedback noise", "long-clip": "quick, long clip"}
+         "noise": "quick, feedback noise", "long-clip": "quick, long clip",
+         "memory-noise": "quick, memory, feedback noise", "memory-long-clip": "quick, memory, long clip"}
 DEFAULT_RECIPES = "reference,template,no-ema,quick"
 EVAL_AT = (10, 25, 50, 75, 100, 130, 160, 200, 250, 300, 400, 500)   # + the last step of every run
 
