@@ -200,8 +200,10 @@ def run_lab4(data, seed: int, spec: dict, curve: Curve, name: str, overrides: di
         if not curve.points or curve.points[-1]["step"] != last["step"]:
             curve.evaluate(last["model"], last["step"], name, minutes=last["minutes"], epoch_end=True)  # train()'s own end
                                                                                         # (validation, saving) excluded
+        memory = last["model"].appearance_memory
         return {"steps": last["step"], "train_minutes": last["minutes"], "config": cfg.to_dict(),
-                "train_val_psnr": float(res["best_val_psnr"])}
+                "train_val_psnr": float(res["best_val_psnr"]),
+                "memory_share": None if memory is None else round(memory.frame0_share(), 4)}
 
 
 def main(argv=None) -> int:
@@ -271,7 +273,8 @@ def main(argv=None) -> int:
                          "final_val_psnr": curve.points[-1]["val_psnr"], "final_per_frame": curve.per_frame})
             log(f"  {name} seed {seed}: {info['steps']} steps in {info['train_minutes']:.2f} min, "
                 f"val PSNR {curve.points[-1]['val_psnr']:.2f} dB ({curve.points[-1]['val_psnr'] - copy_first:+.2f} "
-                f"vs copy-first)")
+                f"vs copy-first)" + ("" if info.get("memory_share") is None else
+                                      f", frame 0's share of the memory's weights {info['memory_share']:.3f}"))
     info = json.loads((data / "synth.json").read_text()) if (data / "synth.json").is_file() else {}
     res = {"date": now(), "machine": machine_info(), "data": str(data.relative_to(ROOT)), "data_seed": info.get("seed"),
            "data_style": info.get("style", "demo"), "average": averages,

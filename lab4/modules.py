@@ -118,3 +118,9 @@ class AppearanceMemory(nn.Module):
 
     def forward(self, prev_feat: torch.Tensor, first_feat: torch.Tensor) -> torch.Tensor:
         return F.conv2d(torch.cat([prev_feat, first_feat], dim=1), self.weight, self.bias)
+
+    def frame0_share(self) -> float:
+        """How much the memory has learned to use frame 0: the norm of the weights on frame 0's features
+        over the norm of all its weights, 0 untrained (a memory that did not learn stays near 0)."""
+        w = self.weight.detach().float()                                                  # (F, (1 + m) F, 1, 1)
+        return float(w[:, w.shape[0]:].norm() / w.norm())

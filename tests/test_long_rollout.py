@@ -71,6 +71,17 @@ def test_a_trained_appearance_memory_carries_frame_0_and_equals_the_stepwise_ref
     assert (a[:, 3] - b[:, 3]).abs().max() > 1e-3                    # frame 3 depends on frame 0
 
 
+def test_frame0_share_says_how_much_the_memory_uses_frame_0():
+    memory = VideoCVAE(**SMALL, appearance_memory=True).appearance_memory
+    assert memory.frame0_share() == 0.0                                # untrained: previous frame only
+    with torch.no_grad():
+        memory.weight[:, 16:] = torch.eye(16)[:, :, None, None]         # both frames alike
+    assert memory.frame0_share() == pytest.approx(2 ** -0.5)
+    with torch.no_grad():
+        memory.weight[:, :16] = 0                                        # frame 0 only
+    assert memory.frame0_share() == 1.0
+
+
 def test_appearance_memory_is_off_in_the_template_and_by_default_and_in_old_configs():
     from lab4.config import TrainConfig
     assert not make_config("template").appearance_memory and not make_config().appearance_memory
