@@ -179,6 +179,10 @@ def evaluate_checkpoint(model: VideoCVAE, cfg, val: Split, samples: int = 1, log
     z_words = "z ~ the prior" if cfg.z == "sample" else "z = the prior's mean"
     log(f"val PSNR (frames 1..{LAST_SCORED}, {z_words}) {res['val_psnr']:.3f} dB, SSIM {res['val_ssim']:.4f}; "
         f"copy-first-frame {res['baseline_psnr']:.3f} dB; min {res['min_psnr']:.2f} dB{drift_words(psnr)}")
+    if model.appearance_memory is not None:
+        res["memory_share"] = model.appearance_memory.frame0_share()
+        log(f"appearance memory: frame 0's share of its weights {res['memory_share']:.3f} (0: not learned, "
+            "the previous frame only)")
     if samples > 1:
         spread = sample_spread(psnrs[:samples], seeds[:samples])
         with atomic_path(out / "psnr_samples.csv") as tmp:

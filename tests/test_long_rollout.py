@@ -82,6 +82,16 @@ def test_frame0_share_says_how_much_the_memory_uses_frame_0():
     assert memory.frame0_share() == 1.0
 
 
+def test_lab4_test_val_says_how_much_a_trained_memory_uses_frame_0(mini_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert lab4_train(["--DR", str(mini_data), "--save_root", str(run), "--preset", "smoke", "--device", "cpu",
+                       "--appearance_memory", "--num_epoch", "1", "--num_workers", "0"]) == 0
+    assert lab4_test(["--DR", str(mini_data), "--save_root", str(tmp_path / "out"), "--device", "cpu",
+                      "--ckpt_path", str(run / "last.ckpt"), "--val", "--val_vi_len", "8"]) == 0
+    share = re.search(r"appearance memory: frame 0's share of its weights ([0-9.]+)", capsys.readouterr().out)
+    assert share and 0 < float(share.group(1)) < 1                      # the steps moved it off 0
+
+
 def test_appearance_memory_is_off_in_the_template_and_by_default_and_in_old_configs():
     from lab4.config import TrainConfig
     assert not make_config("template").appearance_memory and not make_config().appearance_memory
