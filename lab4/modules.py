@@ -120,7 +120,8 @@ class AppearanceMemory(nn.Module):
         return F.conv2d(torch.cat([prev_feat, first_feat], dim=1), self.weight, self.bias)
 
     def frame0_share(self) -> float:
-        """How much the memory has learned to use frame 0: the norm of the weights on frame 0's features
-        over the norm of all its weights, 0 untrained (a memory that did not learn stays near 0)."""
+        """How far training has moved the memory onto frame 0: the norm of the weights on frame 0's
+        features over the norm of all its weights; 0 untrained (the previous frame only). It tells an
+        unused memory from a used one, not how much it helps (quick's runs: 0.11-0.15, RESULTS 6s)."""
         w = self.weight.detach().float()                                                  # (F, (1 + m) F, 1, 1)
         return float(w[:, w.shape[0]:].norm() / w.norm())
