@@ -122,6 +122,6 @@ class AppearanceMemory(nn.Module):
     def frame0_share(self) -> float:
         """How far training has moved the memory onto frame 0: the norm of the weights on frame 0's
         features over the norm of all its weights; 0 untrained (the previous frame only). It tells an
-        unused memory from a used one, not how much it helps (quick's runs: 0.11-0.15, RESULTS 6s)."""
+        unused memory from a used one, not how much it helps (quick's runs: 0.11-0.15, RESULTS 6s-6u)."""
         w = self.weight.detach().float()                                                  # (F, (1 + m) F, 1, 1)
         return float(w[:, w.shape[0]:].norm() / w.norm())
