@@ -43,7 +43,7 @@ HELD_OUT = {"quality": (ROOT / "data" / "synth-quality", 7, "demo"),
 
 # every switch of the appearance memory off: quick before 6o/6p. The recipes below name all of them
 # (the keys of lab4.config.QUICK_MEMORY, tests/test_quality.py), so a change of quick's default leaves them as they are
-NO_MEMORY = dict(appearance_memory=False, memory_follows_pose=False, memory_lr_scale=1.0)
+NO_MEMORY = dict(appearance_memory=False, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0)
 # The issue's quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
 # --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
 TEMPLATE_FLAGS = dict(num_epoch=2, partial=0.5, per_save=1, kl_anneal_type="None", tfr=0.0, lr=1e-3)
@@ -62,6 +62,8 @@ RECIPES = {
     "quick, appearance memory": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "appearance_memory": True}),
     "quick, memory following the pose": dict(kind="lab4", preset="quick",
                                               flags={**NO_MEMORY, "appearance_memory": True, "memory_follows_pose": True}),
+    "quick, memory with frame 0's body code": dict(kind="lab4", preset="quick",
+                                                   flags={**NO_MEMORY, "appearance_memory": True, "memory_body_code": True}),
     "quick, memory at 10x lr": dict(kind="lab4", preset="quick",
                                     flags={**NO_MEMORY, "appearance_memory": True, "memory_lr_scale": 10.0}),
     "quick, memory following the pose at 10x lr": dict(kind="lab4", preset="quick", flags={
@@ -78,7 +80,7 @@ RECIPES = {
 SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-init": "lab4 template flags, PyTorch init",
          "unbounded": "lab4 template flags, unbounded", "no-ema": "lab4 template flags, raw weights",
          "quick": "quick", "no-memory": "quick, no memory", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
-         "memory-10x": "quick, memory at 10x lr",
+         "memory-10x": "quick, memory at 10x lr", "memory-body": "quick, memory with frame 0's body code",
          "follow-10x": "quick, memory following the pose at 10x lr",
          "detach": "quick, detached feedback",
          "noise": "quick, feedback noise", "long-clip": "quick, long clip",

@@ -116,6 +116,8 @@ def _lab4_flags(o, test_tool: bool) -> None:
             "step (adds appearance_memory.* weights; the five modules unchanged)")
     _switch(o, "memory_follows_pose", "with --appearance_memory: frame 0's features move with the body (the pose "
             "image's centre, frame 0 -> now), so frame 0's clothes lie where the body is now")
+    _switch(o, "memory_body_code", "with --appearance_memory: frame 0's features averaged over its body (its pose "
+            "image) and painted where each step's pose image shows the body, wherever the dancer has gone")
     _flag(o, "memory_lr_scale", float, "with --appearance_memory: its weights' lr as a multiple of --lr")
     _flag(o, "feedback_noise", float, "training without teacher forcing: std of noise added to the fed-back frame")
     _switch(o, "detach_feedback", "training without teacher forcing: stop the gradient at the fed-back frame")

@@ -17,7 +17,7 @@ CHECKPOINT_VERSION = 6          # 2: + train_state_dict, ema_n when --ema averag
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
                                 # 6: + config.appearance_memory (appearance_memory.* weights when on),
                                 #    feedback_noise, detach_feedback (a config without them: off);
-                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose (off) added
+                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose, memory_body_code (off) added
                                 #    since, with defaults
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
@@ -128,6 +128,8 @@ class TrainConfig:
                                     # step (a 1x1 conv over both, started as "previous only"; SVG's content skip)
     memory_follows_pose: bool = False  # with appearance_memory: frame 0's features shifted as the body moved
                                     # (its pose image's centre, frame 0 -> now), so they lie where the body is
+    memory_body_code: bool = False  # with appearance_memory: frame 0's features averaged over its body (its
+                                    # pose image), painted where each step's pose image shows the body
     memory_lr_scale: float = 1.0    # with appearance_memory: its weights learn at this multiple of --lr
     feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
     detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
@@ -166,7 +168,7 @@ def _cpu_bf16_is_fast() -> bool:
 
 # quick's appearance memory where it trains 210 bf16 steps (`--appearance_memory`); following the pose
 # at 10x its lr tied with it over 2 held-out sets x 4 seeds and stays opt-in (RESULTS 6o-6r)
-QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_lr_scale=1.0)
+QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0)
 
 # Presets: overrides of the defaults above. The command line overrides a preset.
 PRESETS: dict[str, dict] = {
@@ -254,6 +256,8 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(cfg.long_clip_epochs >= 1, "long_clip_epochs", cfg, "a positive number of final epochs")
         _expect(cfg.appearance_memory or not cfg.memory_follows_pose, "memory_follows_pose", cfg,
                 "--appearance_memory too (it moves the memory's features)")
+        _expect(cfg.appearance_memory or not cfg.memory_body_code, "memory_body_code", cfg,
+                "--appearance_memory too (it adds to the memory's features)")
         _expect(cfg.memory_lr_scale > 0, "memory_lr_scale", cfg, "a positive multiple of --lr")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)

@@ -36,7 +36,8 @@ class VideoCVAE(nn.Module):
     def __init__(self, F_dim: int = 128, L_dim: int = 32, N_dim: int = 12, D_out_dim: int = 192,
                  sigmoid_output: bool = True, prior: str = "fixed", colour_anchor: bool = False,
                  time_chunk: int = 8, compile_rollout: bool = False, world=None, appearance_memory: bool = False,
-                 feedback_noise: float = 0.0, detach_feedback: bool = False, memory_follows_pose: bool = False):
+                 feedback_noise: float = 0.0, detach_feedback: bool = False, memory_follows_pose: bool = False,
+                 memory_body_code: bool = False):
         super().__init__()
         refuse_unknown_choice("prior", prior)
         self.frame_transformation = RGB_Encoder(3, F_dim)
@@ -47,9 +48,10 @@ class VideoCVAE(nn.Module):
         # p(z_t | x_{t-1}, p_t) with --prior learned; None: the fixed N(0, I)
         self.learned_prior = Gaussian_Predictor(F_dim + L_dim, N_dim) if prior == "learned" else None
         # frame 0's features beside the previous frame's at every step (--appearance_memory); None: off
-        self.appearance_memory = (AppearanceMemory(F_dim, 2 if memory_follows_pose else 1)
+        self.appearance_memory = (AppearanceMemory(F_dim, 1 + memory_follows_pose + memory_body_code)
                                   if appearance_memory else None)
         self.memory_follows_pose = memory_follows_pose   # frame 0's features moved to where the body is now
+        self.memory_body_code = memory_body_code         # frame 0's body, pooled, painted on the pose now
         self.N_dim = N_dim
         self.sigmoid_output = sigmoid_output  # a flag, not a weight: template checkpoints still load
         self.colour_anchor = colour_anchor    # the output adds the first frame's mean colour (`anchor_of`)
@@ -70,7 +72,7 @@ class VideoCVAE(nn.Module):
                    prior=cfg.prior, colour_anchor=cfg.colour_anchor, time_chunk=time_chunk,
                    compile_rollout=cfg.compile, world=world, appearance_memory=cfg.appearance_memory,
                    feedback_noise=cfg.feedback_noise, detach_feedback=cfg.detach_feedback,
-                   memory_follows_pose=cfg.memory_follows_pose)
+                   memory_follows_pose=cfg.memory_follows_pose, memory_body_code=cfg.memory_body_code)
 
     @property
     def prior(self) -> str:
@@ -122,29 +124,42 @@ class VideoCVAE(nn.Module):
         """What every step of a sequence carries from frame 0 (B, 3, H, W): (the colour anchor (B, 3, 1, 1),
         the appearance memory: frame 0's features (B, F, H, W), `first_feat` when the caller has them,
         where frame 0's body is (B, 2): the centre of its pose image `first_label`, with
-        memory_follows_pose), each None when off (then frame 0 is not encoded here). `at_pose` turns it
-        into one step's context."""
-        memory, origin = None, None
+        memory_follows_pose, frame 0's body code (B, F, 1, 1): its features averaged over where
+        `first_label` shows the body, with memory_body_code), each None when off (then frame 0 is not
+        encoded here). `at_pose` turns it into one step's context."""
+        memory, origin, code = None, None, None
         if self.appearance_memory is not None:
             memory = self.frame_transformation(first_frame) if first_feat is None else first_feat
             if self.memory_follows_pose:
                 origin = body_centre(first_label)
-        return self.anchor_of(first_frame), memory, origin
+            if self.memory_body_code:
+                code = body_code(memory, first_label)
+        return self.anchor_of(first_frame), memory, origin, code
+
+    @property
+    def memory_needs_pose(self) -> bool:
+        """Whether a step's memory depends on its pose image (`at_pose` changes the context)."""
+        return self.memory_follows_pose or self.memory_body_code
 
     def at_pose(self, context: tuple, label: torch.Tensor) -> tuple:
-        """The context of the step whose pose image is `label` (B, 3, H, W): with memory_follows_pose,
-        frame 0's features beside a copy shifted by how far the body's centre moved since frame 0, so
-        that frame 0's shirt also lies where the body is now; otherwise the context unchanged."""
-        anchor, memory, origin = context
-        if origin is None:
+        """The context of the step whose pose image is `label` (B, 3, H, W): frame 0's features, then with
+        memory_follows_pose a copy shifted by how far the body's centre moved since frame 0 (frame 0's
+        shirt where the body is now), with memory_body_code frame 0's body code painted where this pose
+        image shows the body, all stacked on the channels; the context unchanged when neither is on."""
+        anchor, memory, origin, code = context
+        if origin is None and code is None:
             return context
-        moved = shift_features(memory, body_centre(label) - origin)         # (B, F, H, W)
-        return anchor, torch.cat([memory, moved], 1), origin                  # (B, 2F, H, W): where it was, moved
+        parts = [memory]                                                     # (B, F, H, W) each
+        if origin is not None:
+            parts.append(shift_features(memory, body_centre(label) - origin))
+        if code is not None:
+            parts.append(code * body_mask(label).to(code.dtype))
+        return anchor, torch.cat(parts, 1), origin, code                      # (B, (1 + m) F, H, W)
 
     def generate(self, prev_feat: torch.Tensor, label_feat: torch.Tensor, z: torch.Tensor,
-                 context: tuple = (None, None, None)) -> torch.Tensor:
+                 context: tuple = (None, None, None, None)) -> torch.Tensor:
         """(B, F, H, W), (B, L, H, W), (B, N, H, W), context (`context_of`) -> frame (B, 3, H, W)."""
-        anchor, memory, _ = context
+        anchor, memory = context[:2]
         if memory is not None:                                      # frame 0's appearance beside the last frame's
             prev_feat = self.appearance_memory(prev_feat, memory)
         frame = self.Generator(self.Decoder_Fusion(prev_feat, label_feat, z))
@@ -270,7 +285,7 @@ class VideoCVAE(nn.Module):
             for j in range(label_feat.shape[1]):
                 eps = None if z_mode == "mean" else \
                     torch.stack([torch.randn(self.N_dim, H, W, generator=g, device=device) for g in gens])  # (S, N, H, W)
-                step_context = self.at_pose(context, to_float(labels[:, start + j])) if context[2] is not None else context
+                step_context = self.at_pose(context, to_float(labels[:, start + j])) if self.memory_needs_pose else context
                 prev = step(self, prev, label_feat[:, j], eps, step_context)     # (S, 3, H, W)
                 out[:, start + j] = prev
             if progress is not None:
@@ -290,6 +305,22 @@ def body_centre(label: torch.Tensor) -> torch.Tensor:
     centre = torch.stack([(ink.sum(1) * xs).sum(1), (ink.sum(2) * ys).sum(1)], 1) / total.clamp(min=1e-6)[:, None]
     blank = torch.tensor([(W - 1) / 2, (H - 1) / 2], device=ink.device, dtype=ink.dtype)
     return torch.where(total[:, None] > 1e-3, centre, blank)             # (B, 2)
+
+
+def body_mask(label: torch.Tensor, widen: int = 5) -> torch.Tensor:
+    """Where the body is in a pose image (B, 3, H, W) in [0, 1] (thin pastel lines on white): its ink,
+    widened by a `widen` x `widen` max-pool to cover the clothes around the bones and scaled so that its
+    strongest pixel is 1, (B, 1, H, W); ~0 everywhere for a blank image."""
+    ink = (1 - label.float().mean(1, keepdim=True)).clamp(min=0)          # (B, 1, H, W)
+    wide = F.max_pool2d(ink, widen, stride=1, padding=widen // 2)
+    return wide / wide.amax((2, 3), keepdim=True).clamp(min=1e-3)
+
+
+def body_code(feat: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Frame 0's appearance without its place: its features (B, F, H, W) averaged over where its pose
+    image `label` (B, 3, H, W) shows the body (`body_mask`), (B, F, 1, 1)."""
+    mask = body_mask(label).to(feat.dtype)                               # (B, 1, H, W)
+    return (feat * mask).sum((2, 3), keepdim=True) / mask.sum((2, 3), keepdim=True).clamp(min=1e-3)
 
 
 def shift_features(feat: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -106,8 +106,8 @@ class AppearanceMemory(nn.Module):
     both, started as the identity on the previous frame's and zero on frame 0's, so an untrained
     memory changes nothing (and draws no random numbers); training learns how much of frame 0's
     appearance to carry to every step: the content skip of SVG (Denton & Fergus 2018), from frame 0.
-    memories = 2 (--memory_follows_pose): frame 0's features twice, where they were and moved with the
-    body, (B, 2F, H, W); the conv is then (F, 3F)."""
+    memories = 2 or 3 (--memory_follows_pose, --memory_body_code): frame 0's features, then moved with the
+    body and/or its body code painted on the current pose, (B, mF, H, W); the conv is then (F, (1 + m)F)."""
 
     def __init__(self, channels: int, memories: int = 1):
         super().__init__()

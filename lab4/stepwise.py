@@ -15,7 +15,7 @@ def forward_stepwise(model, x: torch.Tensor, p: torch.Tensor, teacher_forcing: b
     as `VideoCVAE.forward` does; with a learned prior also its prior_mu, prior_logvar given the
     previous frame's feature (the decoder's) and the pose's."""
     prev, frames, mus, logvars, priors = x[:, 0], [], [], [], []     # prev: (B, 3, H, W)
-    context = model.context_of(x[:, 0], None, p[:, 0])               # anchor, memory, origin (or None)
+    context = model.context_of(x[:, 0], None, p[:, 0])               # anchor, memory, origin, body code (or None)
     for t in range(1, x.shape[1]):
         frame_feat = model.frame_transformation(x[:, t])             # (B, F, H, W)
         label_feat = model.label_transformation(p[:, t])             # (B, L, H, W)
