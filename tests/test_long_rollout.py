@@ -156,6 +156,58 @@ def test_the_memory_following_the_pose_needs_the_memory_and_is_off_by_default(mi
     assert "--memory_follows_pose True: expected --appearance_memory too" in err and err.count("\n") == 1
 
 
+# ---- frame 0's body code ------------------------------------------------------------------------------
+def test_the_body_mask_is_the_pose_images_ink_widened_and_the_code_averages_frame_0_over_it():
+    from lab4.model import body_code, body_mask
+    mask = body_mask(pose_image(20, 16))[0, 0]                         # a 3x3 square, widened by 2 px each side
+    assert mask.shape == (32, 64) and float(mask.max()) == 1.0
+    assert (mask[13:20, 17:24] == 1).all() and mask.sum() == 49          # 7 x 7 around (20, 16), nothing else
+    assert float(body_mask(torch.ones(1, 3, 32, 64)).abs().max()) == 0.0  # a blank pose image: no body
+    feat = torch.zeros(1, 4, 32, 64)
+    feat[..., 13:20, 17:24] = torch.arange(1.0, 5.0).view(1, 4, 1, 1)     # channel c is c + 1 on the body
+    feat[..., :5, :5] = 100.0                                            # and anything off it
+    torch.testing.assert_close(body_code(feat, pose_image(20, 16)), torch.arange(1.0, 5.0).view(1, 4, 1, 1))
+
+
+def test_the_body_code_is_painted_where_the_body_is_now_and_equals_the_stepwise_reference():
+    torch.manual_seed(0)
+    coded = VideoCVAE(**SMALL, appearance_memory=True, memory_body_code=True, colour_anchor=True)
+    plain = VideoCVAE(**SMALL, appearance_memory=True, colour_anchor=True)
+    w = coded.appearance_memory.weight                                  # (F, 3F, 1, 1): previous, frame 0, body code
+    assert w.shape == (16, 48, 1, 1) and float(w.detach()[:, 32:].abs().max()) == 0.0   # untrained: the code unused
+    x, _ = batch(T=4)
+    eps = torch.randn(2, 3, 4, 32, 64)
+    walking = torch.cat([pose_image(20 + 5 * t, 16) for t in range(4)]).expand(2, 4, 3, 32, 64).clone()
+    with torch.no_grad():
+        w[:, :32].normal_(0, 0.3)                                       # as if trained, the code still unused
+    state = coded.state_dict()
+    state["appearance_memory.weight"] = w[:, :32]
+    plain.load_state_dict(state)
+    for tf in (True, False):                                           # as the plain memory while the code is unused
+        torch.testing.assert_close(coded(x, walking, tf, eps)[0], plain(x, walking, tf, eps)[0])
+    with torch.no_grad():
+        w[:, 32:].normal_(0, 0.3)
+    for tf in (True, False):
+        torch.testing.assert_close(coded(x, walking, tf, eps)[0], forward_stepwise(coded, x, walking, tf, eps)[0])
+    assert (coded(x, walking, False, eps)[0] - plain(x, walking, False, eps)[0]).abs().max() > 1e-4
+    context = coded.context_of(x[:, 0], None, walking[:, 0])
+    painted = coded.at_pose(context, walking[:, 2])[1][:, 16:]         # (B, F, H, W); the body is at x = 30 now
+    torch.testing.assert_close(painted[..., 16, 30], context[3][..., 0, 0])        # the code on the body
+    assert float(painted[..., 20].abs().max()) == 0.0                   # none where frame 0's body was
+    a = coded.rollout(x[:, 0], walking, seeds=[1, 2])
+    b = coded.rollout(x[:, 0], (walking * 255).to(torch.uint8), seeds=[1, 2])   # uint8 poses, as lab4-test
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_the_body_code_needs_the_memory_and_is_off_by_default(mini_data, tmp_path, capsys):
+    assert not make_config().memory_body_code and not make_config("template").memory_body_code
+    assert not make_config("quick").memory_body_code
+    assert lab4_train(["--DR", str(mini_data), "--save_root", str(tmp_path / "r"), "--preset", "smoke",
+                       "--device", "cpu", "--memory_body_code"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory_body_code True: expected --appearance_memory too" in err and err.count("\n") == 1
+
+
 def test_the_memory_can_learn_at_a_multiple_of_the_lr():
     from lab4.train import build_optimizer
     plain = make_config("smoke", appearance_memory=True)
