@@ -166,9 +166,13 @@ def _cpu_bf16_is_fast() -> bool:
         return False
 
 
-# quick's appearance memory where it trains 210 bf16 steps (`--appearance_memory`); following the pose
+# quick's appearance memory where it trains in bf16 (`--appearance_memory`); following the pose
 # at 10x its lr tied with it over 2 held-out sets x 4 seeds and stays opt-in (RESULTS 6o-6r)
 QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0)
+
+# quick's steps where it trains in bf16: 3 x 93 on clips of 12 frames take the time of 3 x 70 on 16
+# (9.6-10.9 min on a 2-core AMD EPYC) and gained +1.12 dB mean over 5 held-out runs (RESULTS 6w/6x)
+QUICK_BF16_STEPS = dict(steps_per_epoch=93, train_vi_len=12)
 
 # Presets: overrides of the defaults above. The command line overrides a preset.
 PRESETS: dict[str, dict] = {
@@ -184,14 +188,14 @@ PRESETS: dict[str, dict] = {
     # cosine decay to 1e-4, beta fixed at 1 on the template's summed KL, no teacher forcing (early
     # teacher forcing was worse for the prior-z rollout: 23.5 dB at step 130 against 28.2 at step 92),
     # the weights' moving average (ema, a default) and one validation. Where the CPU runs bfloat16
-    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute: 3 x 70 steps, 10-12 min of
-    # training on 2 cores (3 x 93 took 13.4-15.4 min on a slow 2-core machine, past the 13-minute aim);
-    # elsewhere 3 x 35 fp32 steps in about the same time. With the 210 bf16 steps the decoder also sees
-    # frame 0's features (QUICK_MEMORY above; +1.24 dB mean over 8 held-out runs, RESULTS 6o-6r); at
-    # 105 fp32 steps it lost 0.21 / 0.47 dB (RESULTS 6l), so it stays off there.
+    # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute, and the decoder also sees
+    # frame 0's features (QUICK_MEMORY above; +1.24 dB mean over 8 held-out runs at 3 x 70 steps on
+    # 16-frame clips, RESULTS 6o-6r); the same ~10 minutes then give 3 x 93 steps on 12-frame clips
+    # (QUICK_BF16_STEPS: more, shorter steps, RESULTS 6w/6x). Elsewhere 3 x 35 fp32 steps on 16-frame
+    # clips in about the same time, without the memory: at 105 fp32 steps it lost 0.21 / 0.47 dB (6l).
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
                   tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,
-                  **(dict(cpu_amp=True, steps_per_epoch=70, **QUICK_MEMORY) if _cpu_bf16_is_fast()
+                  **(dict(cpu_amp=True, **QUICK_BF16_STEPS, **QUICK_MEMORY) if _cpu_bf16_is_fast()
                      else dict(steps_per_epoch=35))),
     # A CPU-sized configuration for `make demo`: small dims, short epochs, no teacher forcing,
     # the template's KL scale with beta fixed at 1 (z stays close to the prior that inference
