@@ -171,7 +171,7 @@ def _cpu_bf16_is_fast() -> bool:
 QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0)
 
 # quick's steps where it trains in bf16: 3 x 93 on clips of 12 frames take the time of 3 x 70 on 16
-# (9.6-10.9 min on a 2-core AMD EPYC) and gained +1.12 dB mean over 5 held-out runs (RESULTS 6w/6x)
+# (9.6-10.9 min on a 2-core AMD EPYC) and gained +0.88 dB mean over 6 held-out runs (RESULTS 6w-6y)
 QUICK_BF16_STEPS = dict(steps_per_epoch=93, train_vi_len=12)
 
 # Presets: overrides of the defaults above. The command line overrides a preset.
@@ -191,7 +191,7 @@ PRESETS: dict[str, dict] = {
     # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute, and the decoder also sees
     # frame 0's features (QUICK_MEMORY above; +1.24 dB mean over 8 held-out runs at 3 x 70 steps on
     # 16-frame clips, RESULTS 6o-6r); the same ~10 minutes then give 3 x 93 steps on 12-frame clips
-    # (QUICK_BF16_STEPS: more, shorter steps, RESULTS 6w/6x). Elsewhere 3 x 35 fp32 steps on 16-frame
+    # (QUICK_BF16_STEPS: more, shorter steps, RESULTS 6w-6y). Elsewhere 3 x 35 fp32 steps on 16-frame
     # clips in about the same time, without the memory: at 105 fp32 steps it lost 0.21 / 0.47 dB (6l).
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
                   tfr=0.0, kl_anneal_type="None", per_save=3, val_every=3,

@@ -142,6 +142,17 @@ def test_quick_preset_is_full_size_and_short():
             assert set(recipe["flags"]) >= set(config_mod.QUICK_MEMORY), name
 
 
+def test_the_long_rollout_figure_finds_each_curves_runs_in_the_committed_experiments():
+    import figure_long_rollout as fig
+    for name, curves in fig.PANELS.items():
+        res = fig.panel(curves)
+        assert name in res["data"] and res["copy_first_psnr"] > 0
+        for label, _, _, seeds, clip in curves:
+            runs = [r for r in res["runs"] if r["recipe"] == label]
+            assert sorted(r["seed"] for r in runs) == list(seeds)
+            assert all(r["config"]["train_vi_len"] == clip and len(r["final_per_frame"]) == 630 for r in runs)
+
+
 def test_bench_quality_criteria_and_equal_wall_clock():
     run = lambda recipe, pts, minutes: {"recipe": recipe, "seed": 1, "train_minutes": minutes,   # noqa: E731
                                         "curve": [{"step": s, "minutes": m, "val_psnr": v} for s, m, v in pts],
