@@ -294,10 +294,15 @@ class VideoCVAE(nn.Module):
         return out
 
 
+def pose_ink(label: torch.Tensor) -> torch.Tensor:
+    """How dark a pose image (B, 3, H, W) in [0, 1] (a skeleton on white) is at each pixel, (B, H, W): 0 on white."""
+    return (1 - label.float().mean(1)).clamp(min=0)
+
+
 def body_centre(label: torch.Tensor) -> torch.Tensor:
     """Where the body is in a pose image (B, 3, H, W) in [0, 1] (a skeleton on white): the centre of its
     ink, (B, 2) as (x, y) in pixels; the image's centre for a blank one."""
-    ink = (1 - label.float().mean(1)).clamp(min=0)                       # (B, H, W)
+    ink = pose_ink(label)                                                # (B, H, W)
     H, W = ink.shape[-2:]
     total = ink.sum((1, 2))                                              # (B,)
     xs = torch.arange(W, device=ink.device, dtype=ink.dtype)
@@ -311,8 +316,7 @@ def body_mask(label: torch.Tensor, widen: int = 5) -> torch.Tensor:
     """Where the body is in a pose image (B, 3, H, W) in [0, 1] (thin pastel lines on white): its ink,
     widened by a `widen` x `widen` max-pool to cover the clothes around the bones and scaled so that its
     strongest pixel is 1, (B, 1, H, W); ~0 everywhere for a blank image."""
-    ink = (1 - label.float().mean(1, keepdim=True)).clamp(min=0)          # (B, 1, H, W)
-    wide = F.max_pool2d(ink, widen, stride=1, padding=widen // 2)
+    wide = F.max_pool2d(pose_ink(label)[:, None], widen, stride=1, padding=widen // 2)
     return wide / wide.amax((2, 3), keepdim=True).clamp(min=1e-3)
 
 
