@@ -119,6 +119,8 @@ def _lab4_flags(o, test_tool: bool) -> None:
     _switch(o, "memory_body_code", "with --appearance_memory: frame 0's features averaged over its body (its pose "
             "image) and painted where each step's pose image shows the body, wherever the dancer has gone")
     _flag(o, "memory_lr_scale", float, "with --appearance_memory: its weights' lr as a multiple of --lr")
+    _flag(o, "memory_gap", int, "with --appearance_memory, training: the memory's frame is taken 0..N frames "
+          "before the clip's first (as frame 0 lies up to 600 back at test time); 0: the clip's first frame")
     _flag(o, "feedback_noise", float, "training without teacher forcing: std of noise added to the fed-back frame")
     _switch(o, "detach_feedback", "training without teacher forcing: stop the gradient at the fed-back frame")
     _flag(o, "long_clip", int, "0: off; else the last --long_clip_epochs epochs train on clips of this many frames "

@@ -17,8 +17,8 @@ CHECKPOINT_VERSION = 6          # 2: + train_state_dict, ema_n when --ema averag
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
                                 # 6: + config.appearance_memory (appearance_memory.* weights when on),
                                 #    feedback_noise, detach_feedback (a config without them: off);
-                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose, memory_body_code (off) added
-                                #    since, with defaults
+                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose, memory_body_code (off), memory_gap (0)
+                                #    added since, with defaults
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 # ---- the Kaggle protocol (LAB4_SPEC.md section 4): defined here once, imported everywhere ----
@@ -131,6 +131,9 @@ class TrainConfig:
     memory_body_code: bool = False  # with appearance_memory: frame 0's features averaged over its body (its
                                     # pose image), painted where each step's pose image shows the body
     memory_lr_scale: float = 1.0    # with appearance_memory: its weights learn at this multiple of --lr
+    memory_gap: int = 0             # with appearance_memory, training only: the memory (and its pose) comes from
+                                    # 0..memory_gap frames before the clip's first frame (uniform per clip), as at
+                                    # test time frame 0 lies up to 600 frames back; 0: the clip's first frame
     feedback_noise: float = 0.0     # training without teacher forcing: std of noise on the fed-back frame
     detach_feedback: bool = False   # training without teacher forcing: no gradient through the fed-back frame
     long_clip: int = 0              # 0: off; else the last long_clip_epochs epochs train on clips of this many
@@ -263,6 +266,9 @@ def check_config(cfg: TrainConfig) -> None:
         _expect(cfg.appearance_memory or not cfg.memory_body_code, "memory_body_code", cfg,
                 "--appearance_memory too (it adds to the memory's features)")
         _expect(cfg.memory_lr_scale > 0, "memory_lr_scale", cfg, "a positive multiple of --lr")
+        _expect(cfg.memory_gap >= 0, "memory_gap", cfg, "a number of frames >= 0")
+        _expect(cfg.appearance_memory or cfg.memory_gap == 0, "memory_gap", cfg,
+                "--appearance_memory too (it moves where the memory's frame is taken)")
         for name, divisor in MODULE_DIVISORS:
             value = getattr(cfg, name)
             _expect(value >= divisor and value % divisor == 0, name, cfg,

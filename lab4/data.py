@@ -251,6 +251,12 @@ class SequenceBatches:
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         return torch.randperm(self.num_sequences(partial), generator=g)
 
+    def frames_before(self, seq_ids: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """seq_ids, gaps (B,) -> the frame and pose `gaps` frames before each sequence's first (frame 0 of the
+        split at the most), (B, 3, H, W) each float in [0, 1]: the appearance memory's frame with --memory_gap."""
+        idx = (seq_ids.to(self.images.device) * self.seq_len - gaps.to(self.images.device)).clamp(min=0)   # (B,)
+        return self.images[idx].float().div_(255), self.labels[idx].float().div_(255)
+
     def batch(self, seq_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """seq_ids (B,) -> frames, poses: (B, T, 3, H, W) float in [0, 1]."""
         idx = (seq_ids.to(self.images.device)[:, None] * self.seq_len

@@ -207,9 +207,11 @@ class VideoCVAE(nn.Module):
         return self.frame_transformation(frame)
 
     # ---- training --------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None,
+                memory: tuple | None = None):
         """One training sequence batch. x, p: (B, T, 3, H, W) in [0, 1]; eps: optional
-        (B, T-1, N, H, W) noise. Returns x_hat (B, T-1, 3, H, W) predicting x[:, 1:], and mu,
+        (B, T-1, N, H, W) noise; memory: optional (frame, pose) (B, 3, H, W) each the appearance memory
+        is taken from (--memory_gap: a frame before the clip), else the clip's first. Returns x_hat (B, T-1, 3, H, W) predicting x[:, 1:], and mu,
         logvar (B*(T-1), N, H, W) of the posterior q(z | x_t, p_t); with the learned prior also
         prior_mu, prior_logvar (B*(T-1), N, H, W) of p(z_t | x_{t-1}, p_t), x_{t-1} being the
         previous frame the decoder is given.
@@ -222,7 +224,10 @@ class VideoCVAE(nn.Module):
         flat = lambda t: t.reshape(-1, *t.shape[2:])                # (B, n, ...) -> (B*n, ...)
         unflat = lambda t, n: t.reshape(B, n, *t.shape[1:])         # (B*n, ...) -> (B, n, ...)
         prev_feat = self.frame_transformation(x[:, 0])              # (B, F, H, W)
-        context = self.context_of(x[:, 0], prev_feat, p[:, 0])      # anchor (B, 3, 1, 1), memory (B, F, H, W), origin
+        if memory is None:                                          # anchor (B, 3, 1, 1), memory (B, F, H, W), origin, code
+            context = self.context_of(x[:, 0], prev_feat, p[:, 0])
+        else:                                                       # the colour still from the clip's first frame
+            context = (self.anchor_of(x[:, 0]), *self.context_of(memory[0], None, memory[1])[1:])
         outs, mus, logvars, label_feats, zs, priors = [], [], [], [], [], []
         for s in range(1, T, chunk):
             e, n = min(s + chunk, T), min(chunk, T - s)

@@ -7,15 +7,18 @@ import torch
 
 
 def forward_stepwise(model, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool,
-                     eps: torch.Tensor | None = None):
+                     eps: torch.Tensor | None = None, memory: tuple | None = None):
     """x, p: (B, T, 3, H, W) frames and poses in [0, 1]; eps: optional (B, T-1, N, H, W) noise.
     Per time step t = 1..T-1: encode the current frame and pose, draw z from the posterior
     q(z | x_t, p_t), encode the previous frame (the true one with teacher forcing, else the
     model's own prediction), decode. Returns (x_hat (B, T-1, 3, H, W), mu, logvar (B*(T-1), N, H, W)),
     as `VideoCVAE.forward` does; with a learned prior also its prior_mu, prior_logvar given the
-    previous frame's feature (the decoder's) and the pose's."""
+    previous frame's feature (the decoder's) and the pose's. memory: the (frame, pose) the appearance
+    memory is taken from (--memory_gap), else the first frame's."""
     prev, frames, mus, logvars, priors = x[:, 0], [], [], [], []     # prev: (B, 3, H, W)
     context = model.context_of(x[:, 0], None, p[:, 0])               # anchor, memory, origin, body code (or None)
+    if memory is not None:                                           # frame 0's colour, the memory's frame's features
+        context = (context[0], *model.context_of(memory[0], None, memory[1])[1:])
     for t in range(1, x.shape[1]):
         frame_feat = model.frame_transformation(x[:, t])             # (B, F, H, W)
         label_feat = model.label_transformation(p[:, t])             # (B, L, H, W)

@@ -258,11 +258,13 @@ class Run:
         """One optimisation step on the sequences idx of `batches`; a non-finite loss or gradient stops
         the run before the weights change (the checkpoints on disk stay the last good ones)."""
         cfg, epoch, k = self.cfg, self.epoch, self.batch
-        x, p = batches.batch(idx[self.world.rows(len(idx))])            # (B, T, 3, H, W) each: this rank's share
+        rows = self.world.rows(len(idx))
+        x, p = batches.batch(idx[rows])                                  # (B, T, 3, H, W) each: this rank's share
+        memory = self.memory_frames(batches, idx, rows)
         teacher_forcing = teacher_forcing_coin(cfg, epoch, float(torch.rand(())))
         with self.autocast:
             # (B, T-1, 3, H, W), 2 x (B*(T-1), N, H, W) posterior [, 2 x (B*(T-1), N, H, W) learned prior]
-            x_hat, mu, logvar, *prior = self.forward_model(x, p, teacher_forcing)
+            x_hat, mu, logvar, *prior = self.forward_model(x, p, teacher_forcing, memory=memory)
         loss, mse, kl = cvae_loss(x_hat, x[:, 1:], mu, logvar, beta, cfg.kl_reduction, *prior)
         if self.world.size > 1:                      # the whole batch's loss, MSE and KL: the mean over the ranks
             loss_value, mse_value, kl_value = distributed.mean_over_ranks(
@@ -294,6 +296,15 @@ class Run:
                 self.sums[key] += value
             self.batch, self.resume_rng = k + 1, None                   # step k is fully applied
         return loss_value
+
+    def memory_frames(self, batches: SequenceBatches, idx: torch.Tensor, rows) -> tuple | None:
+        """With --memory_gap: the (frame, pose) (B, 3, H, W) each that this rank's clips take their appearance
+        memory from, 0..memory_gap frames before each clip (the gaps drawn for the whole batch, so every rank
+        of a torchrun run draws the same); None without (the clip's first frame, no random number drawn)."""
+        if not self.cfg.memory_gap:
+            return None
+        gaps = torch.randint(0, self.cfg.memory_gap + 1, (len(idx),))   # (B_global,)
+        return batches.frames_before(idx[rows], gaps[rows])
 
     def epoch_row(self, epoch: int, beta: float, tfr: float, lr: float) -> dict:
         n = max(self.sums["steps"], 1)

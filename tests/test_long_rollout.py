@@ -220,6 +220,79 @@ def test_the_memory_can_learn_at_a_multiple_of_the_lr():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+# ---- the memory's frame taken before the clip (--memory_gap) ----------------------------------------
+def test_frames_before_are_the_frames_and_poses_gap_frames_before_each_sequence_clamped_at_frame_0():
+    from lab4.data import SequenceBatches, Split
+    images = np.arange(40, dtype=np.uint8)[:, None, None, None] * np.ones((1, 3, 2, 2), np.uint8)   # frame i is i
+    batches = SequenceBatches(Split("train", images, 255 - images), seq_len=8)
+    frame, pose = batches.frames_before(torch.tensor([0, 2, 3, 4]), torch.tensor([5, 0, 7, 30]))
+    assert (frame[:, 0, 0, 0] * 255).round().tolist() == [0, 16, 17, 2]          # 0 (clamped), 16, 24-7, 32-30
+    assert ((1 - pose[:, 0, 0, 0]) * 255).round().tolist() == [0, 16, 17, 2]       # the same frames' poses
+
+
+@pytest.mark.parametrize("follow, code", [(False, False), (True, True)])
+def test_the_memory_from_another_frame_keeps_the_clips_colour_and_equals_the_stepwise_reference(follow, code):
+    torch.manual_seed(0)
+    model = VideoCVAE(**SMALL, appearance_memory=True, colour_anchor=True, memory_follows_pose=follow,
+                      memory_body_code=code)
+    with torch.no_grad():
+        model.appearance_memory.weight.normal_(0, 0.3)               # as if trained: frame 0 matters
+    x, p = batch()
+    other, other_pose = batch(seed=1)
+    eps = torch.randn(2, 4, 4, 32, 64)
+    for tf in (True, False):
+        plain = model(x, p, tf, eps)[0]
+        torch.testing.assert_close(model(x, p, tf, eps, memory=(x[:, 0], p[:, 0]))[0], plain)   # the clip's own
+        moved = model(x, p, tf, eps, memory=(other[:, 0], other_pose[:, 0]))[0]
+        assert (moved - plain).abs().max() > 1e-4                     # float noise is ~1e-7
+        torch.testing.assert_close(moved, forward_stepwise(model, x, p, tf, eps, memory=(other[:, 0], other_pose[:, 0]))[0])
+    untrained = VideoCVAE(**SMALL, appearance_memory=True, colour_anchor=True)   # the colour is the clip's:
+    torch.testing.assert_close(untrained(x, p, True, eps, memory=(other[:, 0], other_pose[:, 0]))[0],
+                               untrained(x, p, True, eps)[0])                   # an unused memory changes nothing
+
+
+@pytest.mark.slow
+def test_a_run_with_a_memory_gap_takes_each_clips_memory_from_up_to_gap_frames_before_it(mini_data, tmp_path,
+                                                                                          smoke_config, monkeypatch):
+    import lab4.train as train_mod
+    from lab4.data import SequenceBatches
+    forwards, asked, real_forward, real_before = [], [], VideoCVAE.forward, SequenceBatches.frames_before
+
+    def recording_forward(model, x, p, tf, eps=None, memory=None):
+        forwards.append((x[:, 0].clone(), None if memory is None else memory[0].clone()))
+        return real_forward(model, x, p, tf, eps, memory=memory)
+
+    def recording_before(batches, seq_ids, gaps):
+        asked.append((seq_ids.clone(), gaps.clone()))
+        return real_before(batches, seq_ids, gaps)
+
+    monkeypatch.setattr(VideoCVAE, "forward", recording_forward)
+    monkeypatch.setattr(SequenceBatches, "frames_before", recording_before)
+    images = torch.from_numpy(load_split(mini_data, "train").images).float() / 255     # (N, 3, H, W)
+    cfg = smoke_config(mini_data, tmp_path / "gap", num_epoch=1, steps_per_epoch=3, train_vi_len=8,
+                       appearance_memory=True, memory_gap=20)
+    train_mod.train(cfg, progress=False, log=lambda *a: None)
+    assert len(forwards) == len(asked) == 3
+    for (first, memory), (seq_ids, gaps) in zip(forwards, asked):
+        assert ((gaps >= 0) & (gaps <= 20)).all()
+        torch.testing.assert_close(first, images[seq_ids * 8])                    # the clips' first frames
+        torch.testing.assert_close(memory, images[(seq_ids * 8 - gaps).clamp(min=0)])   # their memories
+    assert len({int(g) for _, gaps in asked for g in gaps}) > 1                 # drawn, not one fixed gap
+    forwards.clear()
+    train_mod.train(smoke_config(mini_data, tmp_path / "plain", num_epoch=1, steps_per_epoch=1, train_vi_len=8,
+                                 appearance_memory=True), progress=False, log=lambda *a: None)
+    assert forwards[0][1] is None                            # no gap: the clip's own first frame
+
+
+def test_the_memory_gap_needs_the_memory_and_is_off_by_default(mini_data, tmp_path, capsys):
+    assert make_config().memory_gap == 0 and make_config("quick").memory_gap == 0
+    assert make_config("template").memory_gap == 0
+    assert lab4_train(["--DR", str(mini_data), "--save_root", str(tmp_path / "r"), "--preset", "smoke",
+                       "--device", "cpu", "--memory_gap", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory_gap 50: expected --appearance_memory too" in err and err.count("\n") == 1
+
+
 # ---- the fed-back frame ------------------------------------------------------------------------------
 def test_detached_feedback_stops_the_gradient_at_the_fed_back_frame_only():
     x, p = batch(T=4)
