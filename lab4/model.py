@@ -210,11 +210,11 @@ class VideoCVAE(nn.Module):
     def forward(self, x: torch.Tensor, p: torch.Tensor, teacher_forcing: bool, eps: torch.Tensor | None = None,
                 memory: tuple | None = None):
         """One training sequence batch. x, p: (B, T, 3, H, W) in [0, 1]; eps: optional
-        (B, T-1, N, H, W) noise; memory: optional (frame, pose) (B, 3, H, W) each the appearance memory
-        is taken from (--memory_gap: a frame before the clip), else the clip's first. Returns x_hat (B, T-1, 3, H, W) predicting x[:, 1:], and mu,
-        logvar (B*(T-1), N, H, W) of the posterior q(z | x_t, p_t); with the learned prior also
-        prior_mu, prior_logvar (B*(T-1), N, H, W) of p(z_t | x_{t-1}, p_t), x_{t-1} being the
-        previous frame the decoder is given.
+        (B, T-1, N, H, W) noise; memory: optional (frame, pose) (B, 3, H, W) each that the appearance
+        memory is taken from (--memory_gap: a frame before the clip), else the clip's first.
+        Returns x_hat (B, T-1, 3, H, W) predicting x[:, 1:], and mu, logvar (B*(T-1), N, H, W) of
+        the posterior q(z | x_t, p_t); with the learned prior also prior_mu, prior_logvar
+        (B*(T-1), N, H, W) of p(z_t | x_{t-1}, p_t), x_{t-1} being the previous frame the decoder is given.
 
         Time is processed in chunks of `self.time_chunk` steps (0: all at once): each chunk's
         frames, poses and posteriors are one batched call each. On a CPU, 8-step chunks keep the
