@@ -43,7 +43,8 @@ HELD_OUT = {"quality": (ROOT / "data" / "synth-quality", 7, "demo"),
 
 # every switch of the appearance memory off: quick before 6o/6p. The recipes below name all of them
 # (the keys of lab4.config.QUICK_MEMORY, tests/test_quality.py), so a change of quick's default leaves them as they are
-NO_MEMORY = dict(appearance_memory=False, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0)
+NO_MEMORY = dict(appearance_memory=False, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0,
+                 memory_gap=0)
 # The issue's quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
 # --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
 TEMPLATE_FLAGS = dict(num_epoch=2, partial=0.5, per_save=1, kl_anneal_type="None", tfr=0.0, lr=1e-3)
@@ -68,6 +69,11 @@ RECIPES = {
                                     flags={**NO_MEMORY, "appearance_memory": True, "memory_lr_scale": 10.0}),
     "quick, memory following the pose at 10x lr": dict(kind="lab4", preset="quick", flags={
         **NO_MEMORY, "appearance_memory": True, "memory_follows_pose": True, "memory_lr_scale": 10.0}),
+    # the memory's frame taken 0..300 frames before the clip in training, as frame 0 lies far back at test time
+    "quick, memory from up to 300 frames back": dict(kind="lab4", preset="quick",
+                                                     flags={**NO_MEMORY, "appearance_memory": True, "memory_gap": 300}),
+    "quick, memory following the pose from up to 300 frames back": dict(kind="lab4", preset="quick", flags={
+        **NO_MEMORY, "appearance_memory": True, "memory_follows_pose": True, "memory_gap": 300}),
     "quick, detached feedback": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "detach_feedback": True}),
     "quick, feedback noise": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "feedback_noise": 0.03}),
     "quick, long clip": dict(kind="lab4", preset="quick", flags={**NO_MEMORY, "long_clip": 32}),
@@ -82,6 +88,8 @@ SHORT = {"reference": "reference", "template": "lab4 template flags", "pytorch-i
          "quick": "quick", "no-memory": "quick, no memory", "memory": "quick, appearance memory", "follow": "quick, memory following the pose",
          "memory-10x": "quick, memory at 10x lr", "memory-body": "quick, memory with frame 0's body code",
          "follow-10x": "quick, memory following the pose at 10x lr",
+         "memory-gap": "quick, memory from up to 300 frames back",
+         "follow-gap": "quick, memory following the pose from up to 300 frames back",
          "detach": "quick, detached feedback",
          "noise": "quick, feedback noise", "long-clip": "quick, long clip",
          "memory-noise": "quick, memory, feedback noise", "memory-long-clip": "quick, memory, long clip"}

@@ -1,6 +1,7 @@
 """Redraw reports/figures/long_rollout_per_frame.png from committed experiments (benchmarks/experiments):
-quick's per-frame PSNR over the 630-frame rollout on the two held-out sets, before the memory, with it
-at 3 x 70 steps on 16-frame clips, and as quick is now (3 x 93 steps on 12-frame clips).
+quick's per-frame PSNR over the 630-frame rollout on the two held-out sets: before the memory, with the
+memory taken from the clip's first frame in training (3 x 93 steps on 12-frame clips), and as quick is
+now (the memory following the pose, taken from up to 300 frames before the clip: --memory_gap 300).
 
     python benchmarks/figure_long_rollout.py [--out PNG]
 
@@ -18,25 +19,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 EXPERIMENTS = ROOT / "benchmarks" / "experiments"
 
-# (label, experiment file, recipe, seeds, training clip length)
+# (label, experiment file(s), recipe, seeds, training clip length)
 PANELS = {
     "stripes": [
         ("quick without the memory (3 x 70, 16-frame clips; seeds 1-2, 6o, another CPU)",
          "6o_stripes_memory_bf16_seeds_1_2.json", "quick, no memory", (1, 2), 16),
-        ("the memory, 3 x 70 on 16-frame clips (seeds 1-2, 6y, 6s)",
-         ("6y_stripes_memory_seed_1_pair.json", "6s_stripes_memory_with_noise_or_long_clip.json"),
-         "quick, appearance memory", (1, 2), 16),
-        ("quick now: the memory, 3 x 93 on 12-frame clips (seeds 1-2, 6y, 6w)",
-         ("6y_stripes_memory_seed_1_pair.json", "6w_stripes_memory_3x93_12_frame_clips.json"),
-         "quick, appearance memory", (1, 2), 12),
+        ("the memory from the clip's first frame, 3 x 93 on 12-frame clips (seeds 2-4, 6w)",
+         "6w_stripes_memory_3x93_12_frame_clips.json", "quick, appearance memory", (2, 3, 4), 12),
+        ("quick now: the memory following the pose, from up to 300 frames back (seeds 2-4, 6z)",
+         "6z_stripes_memory_gap_300.json", "quick, memory following the pose from up to 300 frames back",
+         (2, 3, 4), 12),
     ],
     "travel": [
         ("quick without the memory (3 x 70, 16-frame clips; seeds 1-2, 6p, another CPU)",
          "6p_travel_memory_bf16_seeds_1_2.json", "quick, no memory", (1, 2), 16),
-        ("the memory, 3 x 70 on 16-frame clips (seeds 1-2, 6p, another CPU)",
-         "6p_travel_memory_bf16_seeds_1_2.json", "quick, appearance memory", (1, 2), 16),
-        ("quick now: the memory, 3 x 93 on 12-frame clips (seeds 3-4, 6x)",
+        ("the memory from the clip's first frame, 3 x 93 on 12-frame clips (seeds 3-4, 6x)",
          "6x_travel_memory_3x93_12_frame_clips.json", "quick, appearance memory", (3, 4), 12),
+        ("quick now: the memory following the pose, from up to 300 frames back (seeds 3-4, 6za)",
+         "6za_travel_memory_gap_300.json", "quick, memory following the pose from up to 300 frames back",
+         (3, 4), 12),
     ],
 }
 

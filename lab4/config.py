@@ -169,9 +169,15 @@ def _cpu_bf16_is_fast() -> bool:
         return False
 
 
-# quick's appearance memory where it trains in bf16 (`--appearance_memory`); following the pose
-# at 10x its lr tied with it over 2 held-out sets x 4 seeds and stays opt-in (RESULTS 6o-6r)
-QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0)
+# quick's appearance memory where it trains in bf16 (`--appearance_memory`, RESULTS 6o-6r), following the
+# pose and taken in training from up to 300 frames before the clip (--memory_follows_pose --memory_gap 300):
+# the drift fell from 2.2 to ~0.2 dB over 5 held-out runs, the mean PSNR about the same (RESULTS 6z/6za)
+QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=True, memory_body_code=False, memory_lr_scale=1.0,
+                    memory_gap=300)
+
+# the memory's options as they are without it (`make_config` with appearance_memory=False drops a preset's)
+MEMORY_OFF = dict(appearance_memory=False, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0,
+                  memory_gap=0)
 
 # quick's steps where it trains in bf16: 3 x 93 on clips of 12 frames take the time of 3 x 70 on 16
 # (9.6-10.9 min on a 2-core AMD EPYC) and gained +0.88 dB mean over 6 held-out runs (RESULTS 6w-6y)
@@ -193,7 +199,8 @@ PRESETS: dict[str, dict] = {
     # the weights' moving average (ema, a default) and one validation. Where the CPU runs bfloat16
     # natively (AVX512-BF16/AMX), bf16 autocast doubles the steps per minute, and the decoder also sees
     # frame 0's features (QUICK_MEMORY above; +1.24 dB mean over 8 held-out runs at 3 x 70 steps on
-    # 16-frame clips, RESULTS 6o-6r); the same ~10 minutes then give 3 x 93 steps on 12-frame clips
+    # 16-frame clips, RESULTS 6o-6r; moved with the body and trained from up to 300 frames back since
+    # 6z/6za); the same ~10 minutes then give 3 x 93 steps on 12-frame clips
     # (QUICK_BF16_STEPS: more, shorter steps, RESULTS 6w-6y). Elsewhere 3 x 35 fp32 steps on 16-frame
     # clips in about the same time, without the memory: at 105 fp32 steps it lost 0.21 / 0.47 dB (6l).
     "quick": dict(batch_size=2, optim="Adam", lr=1e-3, lr_scheduler="cosine", min_lr=1e-4, num_epoch=3,
@@ -219,6 +226,8 @@ def make_config(preset: str = "default", **overrides) -> TrainConfig:
     if preset != "default" and preset not in PRESETS:
         raise ValueError(f"--preset {preset!r}: expected one of default, {', '.join(PRESETS)}")
     values = dict(PRESETS.get(preset, {}))
+    if overrides.get("appearance_memory") is False:      # the memory off: the preset's options of it go too
+        values.update({k: v for k, v in MEMORY_OFF.items() if k in values})
     values.update(overrides)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)

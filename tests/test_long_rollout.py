@@ -285,8 +285,13 @@ def test_a_run_with_a_memory_gap_takes_each_clips_memory_from_up_to_gap_frames_b
 
 
 def test_the_memory_gap_needs_the_memory_and_is_off_by_default(mini_data, tmp_path, capsys):
-    assert make_config().memory_gap == 0 and make_config("quick").memory_gap == 0
-    assert make_config("template").memory_gap == 0
+    assert make_config().memory_gap == 0 and make_config("template").memory_gap == 0
+    quick = make_config("quick")                              # on with quick's memory (bf16 CPUs), else off
+    assert quick.memory_gap == (300 if quick.appearance_memory else 0)
+    from lab4.config import check_config
+    off = make_config("quick", appearance_memory=False, DR=str(mini_data), save_root=str(tmp_path))
+    check_config(off)                                         # the memory off: quick's options of it go too
+    assert (off.memory_gap, off.memory_follows_pose) == (0, False)
     assert lab4_train(["--DR", str(mini_data), "--save_root", str(tmp_path / "r"), "--preset", "smoke",
                        "--device", "cpu", "--memory_gap", "50"]) == 2
     err = capsys.readouterr().err

@@ -133,7 +133,7 @@ def test_quick_preset_is_full_size_and_short():
     assert cfg.sigmoid_output and cfg.init_output == "data" and cfg.tfr == 0 and cfg.ema > 0
     if cfg.cpu_amp:                           # bf16 only where the CPU runs it natively: twice the steps
         assert config_mod._cpu_bf16_is_fast() and steps == 279 and cfg.train_vi_len == 12   # RESULTS 6w/6x
-        assert cfg.appearance_memory and not cfg.memory_follows_pose     # RESULTS 6o-6r
+        assert cfg.appearance_memory and cfg.memory_follows_pose and cfg.memory_gap == 300   # RESULTS 6z/6za
     else:
         assert steps == 105 and cfg.train_vi_len == 16 and not cfg.appearance_memory   # it lost there (6l)
     assert set(bench_quality.NO_MEMORY) == set(config_mod.QUICK_MEMORY)  # the bench's recipes name every switch
