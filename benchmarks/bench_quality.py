@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (ROOT, _complete, add_common_args, apply_threads, load_avg, machine_info, now,  # noqa: E402
                     quiet_progress, write_json)
+from lab4.config import MEMORY_OFF  # noqa: E402
 
 QUICK_DATA = ROOT / "data" / "synth-quality-mini"
 # Held-out datasets (never tuned on): name -> (folder, synth seed, synth style). "quality" is the demo
@@ -43,8 +44,7 @@ HELD_OUT = {"quality": (ROOT / "data" / "synth-quality", 7, "demo"),
 
 # every switch of the appearance memory off: quick before 6o/6p. The recipes below name all of them
 # (the keys of lab4.config.QUICK_MEMORY, tests/test_quality.py), so a change of quick's default leaves them as they are
-NO_MEMORY = dict(appearance_memory=False, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0,
-                 memory_gap=0)
+NO_MEMORY = dict(MEMORY_OFF)
 # The quick-check command: `lab4-train --DR .. --save_root .. --device cpu --num_epoch 2
 # --partial 0.5 --per_save 1 --kl_anneal_type None --tfr 0 --num_workers 2 --lr 1e-3`
 TEMPLATE_FLAGS = dict(num_epoch=2, partial=0.5, per_save=1, kl_anneal_type="None", tfr=0.0, lr=1e-3)
