@@ -17,8 +17,8 @@ CHECKPOINT_VERSION = 6          # 2: + train_state_dict, ema_n when --ema averag
                                 # 5: + config.colour_anchor, on by default (a config without it: off)
                                 # 6: + config.appearance_memory (appearance_memory.* weights when on),
                                 #    feedback_noise, detach_feedback (a config without them: off);
-                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose, memory_body_code (off), memory_gap (0)
-                                #    added since, with defaults
+                                #    long_clip, long_clip_epochs (0: off), memory_follows_pose, memory_body_code
+                                #    (off), memory_gap (0) added since, with defaults
 SMOKE_ENV = "LAB4_SMOKE"  # the one test-mode switch: LAB4_SMOKE=1 selects the `smoke` preset
 
 # ---- the Kaggle protocol (LAB4_SPEC.md section 4): defined here once, imported everywhere ----
@@ -169,15 +169,14 @@ def _cpu_bf16_is_fast() -> bool:
         return False
 
 
-# quick's appearance memory where it trains in bf16 (`--appearance_memory`, RESULTS 6o-6r), following the
-# pose and taken in training from up to 300 frames before the clip (--memory_follows_pose --memory_gap 300):
-# the drift fell from 2.2 to ~0.2 dB over 5 held-out runs, the mean PSNR about the same (RESULTS 6z/6za)
-QUICK_MEMORY = dict(appearance_memory=True, memory_follows_pose=True, memory_body_code=False, memory_lr_scale=1.0,
-                    memory_gap=300)
-
 # the memory's options as they are without it (`make_config` with appearance_memory=False drops a preset's)
 MEMORY_OFF = dict(appearance_memory=False, memory_follows_pose=False, memory_body_code=False, memory_lr_scale=1.0,
                   memory_gap=0)
+
+# quick's appearance memory where it trains in bf16 (`--appearance_memory`, RESULTS 6o-6r), following the
+# pose and taken in training from up to 300 frames before the clip (--memory_follows_pose --memory_gap 300):
+# the drift fell from 2.2 to ~0.2 dB over 5 held-out runs, the mean PSNR about the same (RESULTS 6z/6za)
+QUICK_MEMORY = dict(MEMORY_OFF, appearance_memory=True, memory_follows_pose=True, memory_gap=300)
 
 # quick's steps where it trains in bf16: 3 x 93 on clips of 12 frames take the time of 3 x 70 on 16
 # (9.6-10.9 min on a 2-core AMD EPYC) and gained +0.88 dB mean over 6 held-out runs (RESULTS 6w-6y)

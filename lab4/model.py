@@ -120,21 +120,25 @@ class VideoCVAE(nn.Module):
         return torch.logit(mean.clamp(0.02, 0.98)) if self.sigmoid_output else mean
 
     def context_of(self, first_frame: torch.Tensor, first_feat: torch.Tensor | None = None,
-                   first_label: torch.Tensor | None = None) -> tuple:
+                   first_label: torch.Tensor | None = None, memory_from: tuple | None = None) -> tuple:
         """What every step of a sequence carries from frame 0 (B, 3, H, W): (the colour anchor (B, 3, 1, 1),
         the appearance memory: frame 0's features (B, F, H, W), `first_feat` when the caller has them,
         where frame 0's body is (B, 2): the centre of its pose image `first_label`, with
         memory_follows_pose, frame 0's body code (B, F, 1, 1): its features averaged over where
         `first_label` shows the body, with memory_body_code), each None when off (then frame 0 is not
-        encoded here). `at_pose` turns it into one step's context."""
-        memory, origin, code = None, None, None
+        encoded here). `at_pose` turns it into one step's context. memory_from: another (frame, pose)
+        (B, 3, H, W) each that the memory is taken from (training with --memory_gap); the colour anchor
+        stays `first_frame`'s."""
+        anchor, memory, origin, code = self.anchor_of(first_frame), None, None, None
+        if memory_from is not None:
+            first_frame, first_feat, first_label = memory_from[0], None, memory_from[1]
         if self.appearance_memory is not None:
             memory = self.frame_transformation(first_frame) if first_feat is None else first_feat
             if self.memory_follows_pose:
                 origin = body_centre(first_label)
             if self.memory_body_code:
                 code = body_code(memory, first_label)
-        return self.anchor_of(first_frame), memory, origin, code
+        return anchor, memory, origin, code
 
     @property
     def memory_needs_pose(self) -> bool:
@@ -224,10 +228,8 @@ class VideoCVAE(nn.Module):
         flat = lambda t: t.reshape(-1, *t.shape[2:])                # (B, n, ...) -> (B*n, ...)
         unflat = lambda t, n: t.reshape(B, n, *t.shape[1:])         # (B*n, ...) -> (B, n, ...)
         prev_feat = self.frame_transformation(x[:, 0])              # (B, F, H, W)
-        if memory is None:                                          # anchor (B, 3, 1, 1), memory (B, F, H, W), origin, code
-            context = self.context_of(x[:, 0], prev_feat, p[:, 0])
-        else:                                                       # the colour still from the clip's first frame
-            context = (self.anchor_of(x[:, 0]), *self.context_of(memory[0], None, memory[1])[1:])
+        context = self.context_of(x[:, 0], prev_feat, p[:, 0], memory)   # anchor (B, 3, 1, 1), memory
+                                                                    # (B, F, H, W), origin, code
         outs, mus, logvars, label_feats, zs, priors = [], [], [], [], [], []
         for s in range(1, T, chunk):
             e, n = min(s + chunk, T), min(chunk, T - s)

@@ -16,9 +16,7 @@ def forward_stepwise(model, x: torch.Tensor, p: torch.Tensor, teacher_forcing: b
     previous frame's feature (the decoder's) and the pose's. memory: the (frame, pose) the appearance
     memory is taken from (--memory_gap), else the first frame's."""
     prev, frames, mus, logvars, priors = x[:, 0], [], [], [], []     # prev: (B, 3, H, W)
-    context = model.context_of(x[:, 0], None, p[:, 0])               # anchor, memory, origin, body code (or None)
-    if memory is not None:                                           # frame 0's colour, the memory's frame's features
-        context = (context[0], *model.context_of(memory[0], None, memory[1])[1:])
+    context = model.context_of(x[:, 0], None, p[:, 0], memory)       # anchor, memory, origin, body code (or None)
     for t in range(1, x.shape[1]):
         frame_feat = model.frame_transformation(x[:, t])             # (B, F, H, W)
         label_feat = model.label_transformation(p[:, t])             # (B, L, H, W)
